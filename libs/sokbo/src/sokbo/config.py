@@ -1,0 +1,306 @@
+"""The operator's configuration: one YAML file, validated strictly, read in one place.
+
+Shape (see ``config/korea.example.yaml`` and the README's reference)::
+
+    redis_url, metrics_port, log_level, streams{maxlen}, crawler{...}, delivery{...},
+    sources[...], synonyms[[...]], rules[...], channels[...]
+
+* ``${NAME}`` anywhere in a string value is replaced by the environment variable
+  ``NAME`` at load time; a missing one is a :class:`~sokbo.errors.ConfigError`.
+* Environment variables ``REDIS_URL``, ``SOKBO_LOG_LEVEL`` and ``SOKBO_METRICS_PORT``
+  override the scalar settings of the same name (pydantic-settings).
+* Every error names the file, the key path, what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sokbo.errors import ConfigError, QuerySyntaxError
+
+__all__ = [
+    "Channel",
+    "ConsoleChannel",
+    "CrawlerSettings",
+    "DeliverySettings",
+    "EmailChannel",
+    "Rule",
+    "Settings",
+    "SlackChannel",
+    "Source",
+    "StreamSettings",
+    "load_settings",
+    "parse_duration",
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ID = r"^[a-z0-9][a-z0-9-]*$"
+
+
+def parse_duration(value: Any) -> float:
+    """Parse ``"90s"``, ``"15m"``, ``"1h"``, ``"1d"``, ``"250ms"`` or a number into seconds.
+
+    Raises:
+        ValueError: for anything else, with the accepted forms in the message.
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 60s, 15m, 1h")
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration: write e.g. 500ms, 60s, 15m, 1h or 1d")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+Identifier = Annotated[str, Field(pattern=_ID, max_length=64)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class StreamSettings(_Strict):
+    """Stream caps: ``MAXLEN ~`` applied on every publish."""
+
+    maxlen: int = Field(100_000, ge=1_000)
+
+
+class CrawlerSettings(_Strict):
+    """Fetching politeness and safety."""
+
+    allow_private_networks: bool = False
+    per_host_delay: Seconds = 1.0
+    timeout: Seconds = 15.0
+    max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    user_agent: str | None = None
+
+
+class DeliverySettings(_Strict):
+    """Consumer-group recovery: claim after ``claim_idle`` s, give up after ``max_deliveries``."""
+
+    claim_idle: Seconds = 60.0
+    max_deliveries: int = Field(5, ge=1)
+
+
+class Source(_Strict):
+    """A news source polled by the crawler."""
+
+    id: Identifier
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    kind: Literal["feed"] = "feed"
+    interval: Seconds = 60.0
+    enabled: bool = True
+    title: str | None = None
+
+
+class Rule(_Strict):
+    """An alert rule: a query in sokbo's rule language and the channels it notifies."""
+
+    id: Identifier
+    query: str
+    channels: list[Identifier] = Field(min_length=1)
+
+    @field_validator("query")
+    @classmethod
+    def _query_parses(cls, value: str) -> str:
+        from sokbo.query import parse_query
+
+        try:
+            parse_query(value)
+        except QuerySyntaxError as exc:
+            raise ValueError(
+                f"invalid query at column {exc.column}: {exc.reason}; "
+                "fix the query (terms, \"phrases\", AND, OR, NOT, -, parentheses)"
+            ) from None
+        return value
+
+
+class SlackChannel(_Strict):
+    """A Slack incoming webhook."""
+
+    id: Identifier
+    kind: Literal["slack"]
+    webhook_url: Annotated[str, Field(pattern=r"^https?://")]
+    max_per_second: float = Field(1.0, gt=0)
+
+
+class EmailChannel(_Strict):
+    """An SMTP mailbox (aiosmtplib): STARTTLS or implicit TLS, optional login."""
+
+    id: Identifier
+    kind: Literal["email"]
+    smtp_host: str
+    smtp_port: int = Field(587, ge=1, le=65535)
+    starttls: bool = False
+    use_tls: bool = False
+    username: str | None = None
+    password: str | None = None
+    from_: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+    timeout: Seconds = 30.0
+
+    @model_validator(mode="after")
+    def _one_tls_mode(self) -> EmailChannel:
+        if self.starttls and self.use_tls:
+            raise ValueError("set either starttls (port 587) or use_tls (port 465), not both")
+        return self
+
+
+class ConsoleChannel(_Strict):
+    """Print alerts on stdout: for the demo and development."""
+
+    id: Identifier
+    kind: Literal["console"]
+
+
+Channel = Annotated[SlackChannel | EmailChannel | ConsoleChannel, Field(discriminator="kind")]
+
+
+class Settings(BaseSettings):
+    """The whole validated configuration of a sokbo installation."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, env_prefix="", case_sensitive=False
+    )
+
+    redis_url: str = Field("redis://localhost:6379/0")
+    metrics_port: int = Field(9464, ge=0, le=65535, validation_alias="sokbo_metrics_port")
+    log_level: str = Field("info", validation_alias="sokbo_log_level")
+    streams: StreamSettings = StreamSettings()
+    crawler: CrawlerSettings = CrawlerSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    sources: list[Source] = Field(default_factory=list)
+    synonyms: list[list[str]] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
+    channels: list[Channel] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, *_, **__):
+        # environment first (REDIS_URL, SOKBO_LOG_LEVEL, SOKBO_METRICS_PORT), then the file
+        return (env_settings, init_settings)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error", "critical"}:
+            raise ValueError("log_level must be one of debug, info, warning, error, critical")
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _references(self) -> Settings:
+        for name, items in (("sources", self.sources), ("rules", self.rules),
+                            ("channels", self.channels)):
+            seen: set[str] = set()
+            for index, item in enumerate(items):
+                if item.id in seen:
+                    raise ValueError(
+                        f"{name}[{index}].id: duplicate id {item.id!r}; ids must be unique"
+                    )
+                seen.add(item.id)
+        channel_ids = {c.id for c in self.channels}
+        for index, rule in enumerate(self.rules):
+            for channel in rule.channels:
+                if channel not in channel_ids:
+                    raise ValueError(
+                        f"rules[{index}].channels: unknown channel {channel!r}; "
+                        f"define it under channels (known: {sorted(channel_ids) or 'none'})"
+                    )
+        return self
+
+    def channel(self, channel_id: str) -> SlackChannel | EmailChannel | ConsoleChannel:
+        """Return the channel with *channel_id*; raise KeyError if there is none."""
+        for channel in self.channels:
+            if channel.id == channel_id:
+                return channel
+        raise KeyError(channel_id)
+
+
+def _substitute(value: Any, path: str, where: str) -> Any:
+    if isinstance(value, str):
+        def repl(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(
+                    f"{where}: {path}: environment variable {name} is not set; "
+                    f"export {name}=... before starting (secrets are never written in the file)"
+                )
+            return os.environ[name]
+        return _ENV_REF.sub(repl, value)
+    if isinstance(value, Mapping):
+        return {k: _substitute(v, f"{path}.{k}" if path else str(k), where)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, f"{path}[{i}]", where) for i, v in enumerate(value)]
+    return value
+
+
+def _format_validation(where: str, error: ValidationError, data: Mapping[str, Any]) -> str:
+    lines = []
+    for item in error.errors():
+        loc = item["loc"]
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+        # a discriminated union adds the tag as a location part: drop it
+        path = re.sub(r"\.(slack|email|console)(?=\.|$)", "", path)
+        if item["type"] == "extra_forbidden":
+            what = f"unknown key {loc[-1]!r}; remove it or check its spelling"
+        elif item["type"] == "missing":
+            what = "required key is missing; add it"
+        else:
+            what = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {path or '(top level)'}: {what}")
+    return "\n".join(lines)
+
+
+def load_settings(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+                  ) -> Settings:
+    """Read, substitute and validate the YAML configuration at *path*.
+
+    Args:
+        path: the YAML file.
+        environ: unused hook kept for tests; the process environment is used.
+
+    Returns:
+        the validated :class:`Settings`.
+
+    Raises:
+        ConfigError: the file is missing or not YAML, a ``${NAME}`` is unset, or a
+            value is invalid; the message names the file, the key path and the fix.
+    """
+    where = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: no such file; pass --config or set SOKBO_CONFIG") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(f"{where}: {at}not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: the top level must be a mapping of keys (redis_url:, rules:, …)")
+    data = _substitute(raw, "", where)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(where, exc, data)) from None
