@@ -72,6 +72,7 @@ def parse_duration(value: Any) -> float:
 
 
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+NonNegativeSeconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 Identifier = Annotated[str, Field(pattern=_ID, max_length=64)]
 
 
@@ -89,7 +90,7 @@ class CrawlerSettings(_Strict):
     """Fetching politeness and safety."""
 
     allow_private_networks: bool = False
-    per_host_delay: Seconds = 1.0
+    per_host_delay: NonNegativeSeconds = 1.0
     timeout: Seconds = 15.0
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     user_agent: str | None = None

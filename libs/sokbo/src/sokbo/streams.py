@@ -10,6 +10,7 @@ import socket
 
 __all__ = [
     "ALERTS",
+    "ALL",
     "ARTICLES",
     "DEAD_LETTER",
     "GROUPS",
@@ -23,6 +24,9 @@ ARTICLES = "sokbo.articles"
 ALERTS = "sokbo.alerts"
 DEAD_LETTER = "sokbo.dead-letter"
 
+#: every stream sokbo writes, capped with MAXLEN ~ by every service
+ALL = (PAGES, ARTICLES, ALERTS, DEAD_LETTER)
+
 #: consumer group of each stream: named after the service that consumes it
 GROUPS: dict[str, str] = {
     PAGES: "parser",
@@ -31,9 +35,12 @@ GROUPS: dict[str, str] = {
 }
 
 
-def consumer_name(service: str) -> str:
-    """Return this process's consumer name in a group: ``service@hostname:pid``."""
-    return f"{service}@{socket.gethostname()}:{os.getpid()}"
+def consumer_name(service: str, instance: str | None = None) -> str:
+    """Return this process's consumer name in a group: ``service@hostname:pid``.
+
+    *instance* replaces ``hostname:pid`` (tests run several replicas in one process).
+    """
+    return f"{service}@{instance or f'{socket.gethostname()}:{os.getpid()}'}"
 
 
 def key(*parts: str) -> str:

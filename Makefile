@@ -1,0 +1,23 @@
+# sokbo: two commands on a fresh machine — `make run` (the demo) and `make test`.
+.PHONY: install run test lint check-config stop-redis clean
+
+install:  ## install uv (if missing) and the locked workspace into .venv
+	scripts/bootstrap.sh
+
+run:  ## run the whole pipeline on the bundled demo (or CONFIG=path.yaml)
+	scripts/run_demo.sh
+
+test:  ## unit, integration and end-to-end tests against a real Redis
+	scripts/test.sh
+
+lint:  ## ruff over the whole tree
+	scripts/bootstrap.sh && .venv/bin/ruff check libs services tests scripts
+
+check-config:  ## validate CONFIG (default config/korea.example.yaml)
+	scripts/bootstrap.sh && .venv/bin/sokbo check-config $(or $(CONFIG),config/korea.example.yaml)
+
+stop-redis:  ## stop the redis-server `make run`/`make test` started under .run/
+	-[ -f .run/redis/redis.pid ] && kill $$(cat .run/redis/redis.pid)
+
+clean:
+	rm -rf .venv .run .pytest_cache

@@ -1,0 +1,68 @@
+"""Prometheus metrics and health endpoints shared by every service.
+
+Names follow Prometheus conventions: ``sokbo_`` prefix, base units in the name
+(``_seconds``, ``_bytes``, ``_total``), labels with bounded values only (source
+and rule ids come from the config; outcomes from a fixed set).  Consume and
+publish metrics for every stream come from FastStream's
+``RedisPrometheusMiddleware`` (``faststream_*``); the ones here count what the
+middleware cannot see.  See https://prometheus.io/docs/practices/naming/.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
+
+__all__ = [
+    "ALERTS_RAISED",
+    "ARTICLES_PARSED",
+    "DEAD_LETTERED",
+    "END_TO_END_LATENCY",
+    "FEED_POLLS",
+    "FETCH_DURATION",
+    "NOTIFICATIONS_SENT",
+    "PAGES_FETCHED",
+    "PAGE_BYTES",
+    "REGISTRY",
+    "SERVICE_UP",
+    "metrics_app",
+]
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600)
+
+FEED_POLLS = Counter(
+    "sokbo_feed_polls_total", "Feed polls by source and outcome (ok, error, not_modified).",
+    ["source_id", "outcome"], registry=REGISTRY)
+PAGES_FETCHED = Counter(
+    "sokbo_pages_fetched_total", "Article page fetches by source and outcome "
+    "(ok, http_error, too_large, network_error).", ["source_id", "outcome"], registry=REGISTRY)
+FETCH_DURATION = Histogram(
+    "sokbo_fetch_duration_seconds", "Time to fetch one feed or page, by kind (feed, page).",
+    ["kind"], registry=REGISTRY)
+PAGE_BYTES = Histogram(
+    "sokbo_page_size_bytes", "Size of fetched article pages.",
+    buckets=(1e4, 5e4, 1e5, 2.5e5, 5e5, 1e6, 2.5e6, 5e6), registry=REGISTRY)
+ARTICLES_PARSED = Counter(
+    "sokbo_articles_parsed_total", "Pages handled by the parser, by outcome "
+    "(ok, no_text, error).", ["outcome"], registry=REGISTRY)
+ALERTS_RAISED = Counter(
+    "sokbo_alerts_raised_total", "Alerts raised, by rule.", ["rule_id"], registry=REGISTRY)
+NOTIFICATIONS_SENT = Counter(
+    "sokbo_notifications_sent_total", "Notification attempts by channel kind and outcome "
+    "(sent, duplicate, retryable_error, permanent_error).", ["kind", "outcome"],
+    registry=REGISTRY)
+END_TO_END_LATENCY = Histogram(
+    "sokbo_end_to_end_latency_seconds", "From the feed entry's discovery to the notification "
+    "being accepted, by channel kind.", ["kind"], buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+DEAD_LETTERED = Counter(
+    "sokbo_dead_lettered_total", "Entries sent to sokbo.dead-letter, by stage.", ["stage"],
+    registry=REGISTRY)
+SERVICE_UP = Gauge(
+    "sokbo_service_up", "1 while the service runs in this process.", ["service"],
+    registry=REGISTRY)
+
+
+def metrics_app():
+    """Return the ASGI app serving this process's registry in Prometheus text format."""
+    return make_asgi_app(registry=REGISTRY)

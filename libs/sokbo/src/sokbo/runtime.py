@@ -1,0 +1,251 @@
+"""The shell every service runs in: one broker, consumer groups, claiming, dead letters.
+
+A service is a function ``register(ctx: ServiceContext) -> None`` exposed under the
+``sokbo.services`` entry-point group.  It subscribes handlers with
+:meth:`ServiceContext.subscribe` and may add background loops (the crawler's poller).
+:func:`run` builds one FastStream ``RedisBroker`` for the process, registers the
+requested services on it and serves ``/metrics``, ``/healthz`` and ``/readyz``.
+
+Delivery semantics (DESIGN.md): each stream is read through a consumer group named
+after the consuming service; a handler that raises leaves its entry pending
+(``AckPolicy.NACK_ON_ERROR``); a second subscriber in the same group claims entries
+idle longer than ``delivery.claim_idle`` (XAUTOCLAIM); an entry delivered more than
+``delivery.max_deliveries`` times, or failing with :class:`PermanentError`, goes to
+``sokbo.dead-letter`` and is acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import entry_points
+from typing import Any, TypeVar
+
+import orjson
+import redis.asyncio as aioredis
+from faststream import AckPolicy
+from faststream.asgi import AsgiFastStream, make_ping_asgi
+from faststream.redis import RedisBroker, StreamSub
+from faststream.redis.annotations import RedisStreamMessage
+from faststream.redis.prometheus import RedisPrometheusMiddleware
+from pydantic import ValidationError
+from redis.exceptions import ResponseError
+
+from sokbo import streams
+from sokbo.config import Settings
+from sokbo.errors import ConfigError, PermanentError
+from sokbo.logs import get_logger
+from sokbo.messages import DeadLettered, Message, encode
+from sokbo.observability import DEAD_LETTERED, REGISTRY, SERVICE_UP, metrics_app
+
+__all__ = ["SERVICES", "ServiceContext", "available_services", "build_app", "run"]
+
+SERVICES = ("crawler", "parser", "keyword-alert", "notifier")
+M = TypeVar("M", bound=Message)
+Handler = Callable[[Any], Awaitable[None]]
+
+
+def available_services() -> dict[str, Callable[[ServiceContext], None]]:
+    """Return the installed services' ``register`` functions by name (entry points)."""
+    return {ep.name: ep.load() for ep in entry_points(group="sokbo.services")}
+
+
+@dataclass
+class ServiceContext:
+    """What a service's ``register`` gets: settings, the broker and a Redis client."""
+
+    settings: Settings
+    broker: RedisBroker
+    redis: aioredis.Redis
+    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    cleanup: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
+    consumed: list[str] = field(default_factory=list)
+    instance: str | None = None
+
+    async def publish(self, message: Message, stream: str) -> None:
+        """Append *message* to *stream* (orjson bytes)."""
+        await self.broker.publish(encode(message), stream=stream)
+
+    def subscribe(self, stream: str, model: type[M], handler: Callable[[M], Awaitable[None]],
+                  *, service: str) -> None:
+        """Consume *stream* in *service*'s group: a reader and a claimer, both calling *handler*.
+
+        *handler* gets the validated *model*; returning acks the entry, raising
+        :class:`PermanentError` dead-letters and acks it, raising anything else leaves
+        it pending for the claimer (after ``delivery.claim_idle`` seconds).
+        """
+        group = streams.GROUPS[stream]
+        consumer = streams.consumer_name(service, self.instance)
+        claim_ms = int(self.settings.delivery.claim_idle * 1000)
+        self.consumed.append(stream)
+        for sub in (StreamSub(stream, group=group, consumer=consumer, polling_interval=500),
+                    StreamSub(stream, group=group, consumer=f"{consumer}/claimer",
+                              min_idle_time=claim_ms, polling_interval=1000)):
+            self.broker.subscriber(stream=sub, ack_policy=AckPolicy.NACK_ON_ERROR)(
+                self._wrap(stream, group, model, handler, service))
+
+    def _wrap(self, stream: str, group: str, model: type[M],
+              handler: Callable[[M], Awaitable[None]], service: str) -> Handler:
+        log = get_logger(stage=service, stream=stream)
+        max_deliveries = self.settings.delivery.max_deliveries
+
+        async def consume(msg: RedisStreamMessage) -> None:
+            body = msg.body
+            entry_id = msg.raw_message["message_ids"][0].decode()
+            deliveries = await self._deliveries(stream, group, entry_id)
+            if deliveries > max_deliveries:
+                await self.dead_letter(service, stream, entry_id, body, deliveries,
+                                       f"gave up after {deliveries - 1} deliveries")
+                return
+            try:
+                message = model.model_validate_json(body)
+            except ValidationError as exc:
+                await self.dead_letter(service, stream, entry_id, body, deliveries,
+                                       f"invalid {model.__name__}: {exc.errors()[:3]}")
+                return
+            try:
+                await handler(message)
+            except PermanentError as exc:
+                await self.dead_letter(service, stream, entry_id, body, deliveries, str(exc))
+            except Exception as exc:
+                log.warning("entry_left_pending", entry_id=entry_id, deliveries=deliveries,
+                            error=f"{type(exc).__name__}: {exc}")
+                raise
+
+        consume.__name__ = f"{service}_{stream.replace('.', '_').replace('-', '_')}"
+        return consume
+
+    async def _deliveries(self, stream: str, group: str, entry_id: str) -> int:
+        """Return how many times *entry_id* has been delivered to *group* (XPENDING)."""
+        pending = await self.redis.xpending_range(stream, group, min=entry_id, max=entry_id,
+                                                  count=1)
+        return int(pending[0]["times_delivered"]) if pending else 1
+
+    async def dead_letter(self, stage: str, stream: str, entry_id: str | None, body: bytes,
+                          deliveries: int, error: str) -> None:
+        """Append a :class:`DeadLettered` entry for *body* to ``sokbo.dead-letter``."""
+        try:
+            original = orjson.loads(body)
+        except ValueError:
+            original = {"raw": body[:4096].decode("utf-8", "replace")}
+        entry = DeadLettered(stage=stage, stream=stream, entry_id=entry_id, error=error,
+                             deliveries=deliveries, original=original,
+                             failed_at=datetime.now(UTC))
+        await self.publish(entry, streams.DEAD_LETTER)
+        DEAD_LETTERED.labels(stage=stage).inc()
+        get_logger(stage=stage).error("entry_dead_lettered", stream=stream, entry_id=entry_id,
+                                      deliveries=deliveries, error=error)
+
+
+async def ensure_groups(client: aioredis.Redis, stream_names: list[str]) -> None:
+    """Create each stream's consumer group at id 0 (MKSTREAM) unless it exists.
+
+    Created at ``0`` rather than ``$`` so entries written before the consumer's first
+    start are not skipped.
+    """
+    for name in stream_names:
+        try:
+            await client.xgroup_create(name, streams.GROUPS[name], id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+
+async def trim_streams(client: aioredis.Redis, names: list[str], maxlen: int,
+                       period: float = 30.0) -> None:
+    """Cap each stream in *names* with ``XTRIM MAXLEN ~ maxlen`` every *period* seconds."""
+    while True:
+        for name in names:
+            with contextlib.suppress(Exception):
+                await client.xtrim(name, maxlen=maxlen, approximate=True)
+        await asyncio.sleep(period)
+
+
+def _check_port_free(port: int) -> None:
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError as exc:
+            raise ConfigError(
+                f"metrics port {port} is not free ({exc.strerror}); pass --metrics-port N "
+                "or set metrics_port in the config (each process on a host needs its own)"
+            ) from None
+
+
+def build_app(settings: Settings, names: list[str]) -> AsgiFastStream:
+    """Build one FastStream ASGI app running the services *names* on one broker.
+
+    Raises:
+        ConfigError: a service name is unknown or not installed.
+    """
+    registry = available_services()
+    missing = [n for n in names if n not in registry]
+    if missing:
+        raise ConfigError(f"unknown or uninstalled service {missing[0]!r}; "
+                          f"choose from {', '.join(SERVICES)} or all")
+    broker = RedisBroker(settings.redis_url, graceful_timeout=10.0,
+                         middlewares=[RedisPrometheusMiddleware(registry=REGISTRY,
+                                                                app_name="sokbo")],
+                         logger=get_logger(component="faststream"))
+    state = aioredis.from_url(settings.redis_url)
+    ctx = ServiceContext(settings=settings, broker=broker, redis=state)
+    for name in names:
+        registry[name](ctx)
+    tasks: list[asyncio.Task[None]] = []
+    log = get_logger()
+
+    async def startup() -> None:
+        await ensure_groups(state, sorted(set(ctx.consumed)))
+
+    async def started() -> None:
+        loops = [*ctx.background, lambda: trim_streams(state, list(streams.ALL),
+                                                       settings.streams.maxlen)]
+        tasks.extend(asyncio.create_task(loop()) for loop in loops)
+        for name in names:
+            SERVICE_UP.labels(service=name).set(1)
+        log.info("service_started", services=names, metrics_port=settings.metrics_port)
+
+    async def shutdown() -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def stopped() -> None:
+        for close in ctx.cleanup:
+            await close()
+        await state.aclose()
+        log.info("service_stopped", services=names)
+
+    async def healthz(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok\n"})
+
+    return AsgiFastStream(
+        broker,
+        asgi_routes=[("/metrics", metrics_app()), ("/healthz", healthz),
+                     ("/readyz", make_ping_asgi(broker, timeout=2.0))],
+        on_startup=[startup], after_startup=[started],
+        on_shutdown=[shutdown], after_shutdown=[stopped],
+        logger=None,
+    )
+
+
+async def run(settings: Settings, names: list[str]) -> None:
+    """Run services *names* until SIGTERM/SIGINT, serving metrics on ``settings.metrics_port``.
+
+    Raises:
+        ConfigError: the metrics port is taken or a service is unknown.
+    """
+    _check_port_free(settings.metrics_port)
+    app = build_app(settings, names)
+    await app.run(log_level=30, run_extra_options={"host": "0.0.0.0",
+                                                   "port": settings.metrics_port,
+                                                   "access_log": "false"})

@@ -1,0 +1,120 @@
+"""HTTP fetching for the crawler: one place for limits, politeness and error classes.
+
+httpx does the HTTP (https://www.python-httpx.org).  Each response body is read as a
+stream and refused past ``max_body_bytes`` *after* decompression, so a gzip bomb is an
+error, not an out-of-memory.  Requests to one host are serialised in this process
+and spaced by ``per_host_delay`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from importlib.metadata import version
+from urllib.parse import urlsplit
+
+import httpx
+
+from sokbo.errors import PermanentError, RetryableError
+
+__all__ = ["FetchResult", "Fetcher", "TooLargeError", "user_agent"]
+
+
+def user_agent() -> str:
+    """Return sokbo's User-Agent, naming the product and version."""
+    return f"sokbo/{version('sokbo')} (+https://github.com/sokbo/sokbo; news monitor)"
+
+
+class TooLargeError(PermanentError):
+    """The body exceeded the size cap."""
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """A successful (2xx) response: final URL after redirects, headers that matter, body."""
+
+    url: str
+    final_url: str
+    status: int
+    content_type: str | None
+    charset: str | None
+    body: bytes
+    elapsed: float
+
+
+class Fetcher:
+    """GET URLs with a size cap, timeouts, redirects and per-host serialisation."""
+
+    def __init__(self, client: httpx.AsyncClient, *, max_body_bytes: int,
+                 per_host_delay: float) -> None:
+        self._client = client
+        self._max = max_body_bytes
+        self._delay = per_host_delay
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._last: dict[str, float] = {}
+
+    @staticmethod
+    def client(timeout: float) -> httpx.AsyncClient:
+        """Return an httpx client with sokbo's User-Agent, redirects (≤5) and timeouts."""
+        return httpx.AsyncClient(
+            headers={"User-Agent": user_agent(), "Accept-Language": "ko,en;q=0.5"},
+            follow_redirects=True, max_redirects=5,
+            timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)))
+
+    async def get(self, url: str) -> FetchResult:
+        """Fetch *url*.
+
+        Raises:
+            RetryableError: network failure, timeout, HTTP 429 or 5xx.
+            PermanentError: any other non-2xx status, a non-HTTP URL.
+            TooLargeError: the decompressed body exceeds the cap.
+        """
+        host = urlsplit(url).hostname or ""
+        async with self._locks[host]:
+            wait = self._last.get(host, 0.0) + self._delay - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                return await self._get(url)
+            finally:
+                self._last[host] = time.monotonic()
+
+    async def _get(self, url: str) -> FetchResult:
+        started = time.monotonic()
+        try:
+            async with self._client.stream("GET", url) as response:
+                if response.status_code == 429 or response.status_code >= 500:
+                    retry_after = response.headers.get("retry-after")
+                    raise RetryableError(
+                        f"HTTP {response.status_code} from {url}",
+                        retry_after=float(retry_after) if retry_after
+                        and retry_after.isdigit() else None)
+                if response.status_code >= 300:
+                    raise PermanentError(f"HTTP {response.status_code} from {url}")
+                body = await self._read_capped(response, url)
+        except httpx.UnsupportedProtocol as exc:
+            raise PermanentError(f"cannot fetch {url}: {exc}") from None
+        except httpx.TooManyRedirects:
+            raise PermanentError(f"more than 5 redirects from {url}") from None
+        except httpx.HTTPError as exc:
+            raise RetryableError(f"{type(exc).__name__} fetching {url}: {exc}") from None
+        content_type = response.headers.get("content-type")
+        return FetchResult(url=url, final_url=str(response.url), status=response.status_code,
+                           content_type=content_type, charset=response.charset_encoding,
+                           body=body, elapsed=time.monotonic() - started)
+
+    async def _read_capped(self, response: httpx.Response, url: str) -> bytes:
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self._max:
+            raise TooLargeError(f"{url} declares {declared} bytes, over the "
+                                f"{self._max}-byte cap")
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self._max:
+                raise TooLargeError(f"{url} is over the {self._max}-byte cap "
+                                    "(after decompression)")
+            chunks.append(chunk)
+        return b"".join(chunks)

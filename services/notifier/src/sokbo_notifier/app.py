@@ -1,0 +1,78 @@
+"""The notifier service: ``sokbo.alerts`` → each of the rule's channels, once.
+
+``sokbo:delivered:<alert_id>:<channel_id>`` is written right after a channel accepts
+the message (before anything else), so a retry, a replica or a restart skips
+channels already served; the window for a duplicate is the time between the
+channel's answer and that one Redis write.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import httpx
+
+from sokbo import streams
+from sokbo.config import ConsoleChannel, EmailChannel, SlackChannel
+from sokbo.errors import PermanentError, RetryableError
+from sokbo.logs import get_logger
+from sokbo.messages import AlertRaised
+from sokbo.observability import END_TO_END_LATENCY, NOTIFICATIONS_SENT
+from sokbo.runtime import ServiceContext
+from sokbo_notifier.render import console_line, email_message, slack_payload
+from sokbo_notifier.slack import deliver_slack
+from sokbo_notifier.smtp import send_email
+
+DELIVERED_TTL = 30 * 86400
+
+
+def register(ctx: ServiceContext) -> None:
+    """Subscribe the notifier to ``sokbo.alerts`` in the ``notifier`` group."""
+    client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+    ctx.cleanup.append(client.aclose)
+
+    async def deliver(channel: SlackChannel | EmailChannel | ConsoleChannel,
+                      alert: AlertRaised) -> None:
+        if isinstance(channel, SlackChannel):
+            await deliver_slack(client, channel.webhook_url, slack_payload(alert), attempts=3)
+        elif isinstance(channel, EmailChannel):
+            await send_email(channel, email_message(alert, sender=channel.from_,
+                                                    recipients=channel.to))
+        else:
+            print(console_line(alert), flush=True)
+
+    async def handle(alert: AlertRaised) -> None:
+        log = get_logger(alert_id=alert.alert_id, article_id=alert.article.article_id,
+                         rule_id=alert.rule_id)
+        pending: list[str] = []
+        for channel_id in alert.channels:
+            channel = ctx.settings.channel(channel_id)
+            guard = streams.key("delivered", alert.alert_id, channel_id)
+            if await ctx.redis.exists(guard):
+                NOTIFICATIONS_SENT.labels(kind=channel.kind, outcome="duplicate").inc()
+                continue
+            try:
+                await deliver(channel, alert)
+            except RetryableError as exc:
+                NOTIFICATIONS_SENT.labels(kind=channel.kind, outcome="retryable_error").inc()
+                log.warning("notification_failed", channel_id=channel_id, error=str(exc))
+                pending.append(channel_id)
+                continue
+            except PermanentError as exc:
+                await ctx.redis.set(guard, "dead-lettered", ex=DELIVERED_TTL)
+                NOTIFICATIONS_SENT.labels(kind=channel.kind, outcome="permanent_error").inc()
+                await ctx.dead_letter("notifier", streams.ALERTS, None, alert.model_dump_json()
+                                      .encode(), 1, f"channel {channel_id}: {exc}")
+                continue
+            now = datetime.now(UTC)
+            await ctx.redis.set(guard, now.isoformat(), ex=DELIVERED_TTL)
+            latency = (now - alert.discovered_at).total_seconds()
+            NOTIFICATIONS_SENT.labels(kind=channel.kind, outcome="sent").inc()
+            END_TO_END_LATENCY.labels(kind=channel.kind).observe(latency)
+            log.info("notification_sent", channel_id=channel_id, kind=channel.kind,
+                     latency_s=round(latency, 3), title=alert.article.title)
+        if pending:
+            raise RetryableError(f"channels {pending} did not accept alert {alert.alert_id}; "
+                                 "left pending for retry")
+
+    ctx.subscribe(streams.ALERTS, AlertRaised, handle, service="notifier")
