@@ -1,0 +1,159 @@
+"""Local stand-ins for the outside world: a news site, a Slack webhook, an SMTP server."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class SlackPost:
+    at: float
+    payload: dict
+
+
+@dataclass
+class SlackServer:
+    """A Slack-compatible incoming webhook: records posts, answers from a script.
+
+    ``script`` holds (status, headers, body) answers for the first posts; after it
+    runs out every post gets 200 "ok".
+    """
+
+    script: list[tuple[int, dict[str, str], bytes]] = field(default_factory=list)
+    posts: list[SlackPost] = field(default_factory=list)
+    rejected: int = 0
+
+    def start(self) -> str:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                status, headers, answer = (outer.script.pop(0) if outer.script
+                                           else (200, {}, b"ok"))
+                if status == 200:
+                    outer.posts.append(SlackPost(time.monotonic(), json.loads(body)))
+                else:
+                    outer.rejected += 1
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self._server.server_address[1]}/services/T0/B0/secret"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802
+        self.messages.append(email.message_from_bytes(envelope.original_content,
+                                                      policy=email.policy.default))
+        return "250 OK"
+
+
+class SmtpServer:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 collecting what it receives."""
+
+    def __init__(self) -> None:
+        self.inbox = _Inbox()
+        self.port = free_port()
+        self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        return self.inbox.messages
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+
+class NewsSite:
+    """The demo news-site server (scripts/demo_site.py) over a folder the test owns."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def add_page(self, name: str, source: Path | bytes) -> None:
+        target = self.root / "news" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(source, Path):
+            shutil.copyfile(source, target)
+        else:
+            target.write_bytes(source)
+
+    def write_feed(self, name: str, title: str, items: list[tuple[str, str]], *,
+                   encoding: str = "utf-8") -> None:
+        """Write an RSS 2.0 feed of (page name, title) items, in *encoding*."""
+        from xml.sax.saxutils import escape
+
+        lines = [f'<?xml version="1.0" encoding="{encoding}"?>', '<rss version="2.0">',
+                 f"<channel><title>{escape(title)}</title><link>{{{{BASE}}}}/</link>"]
+        for page, item_title in items:
+            lines.append(f"<item><title>{escape(item_title)}</title>"
+                         f"<link>{{{{BASE}}}}/news/{page}</link></item>")
+        lines.append("</channel></rss>\n")
+        codec = "cp949" if encoding.lower() == "euc-kr" else encoding
+        target = self.root / "feeds" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_bytes("\n".join(lines).encode(codec))
+        tmp.replace(target)
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "demo_site.py"), "--root", str(self.root),
+             "--port", str(self.port)], stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("demo site did not start")
+
+    def stop(self) -> None:
+        if self._process:
+            self._process.terminate()
+            self._process.wait(5)
