@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.servers import ROOT, NewsSite, SlackServer, SmtpServer, free_port
+from tests.servers import ROOT, NewsSite, SlackServer, SmtpServer, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -1,0 +1,100 @@
+"""The crawler's poller against a local news site and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from sokbo import streams
+from sokbo.config import CrawlerSettings, Source
+from sokbo.messages import PageFetched
+from sokbo_crawler.fetch import Fetcher
+from sokbo_crawler.poller import Poller
+from tests.servers import NewsSite, free_port
+
+pytestmark = pytest.mark.integration
+
+PAGE = "<html><head><meta charset='utf-8'><title>{0}</title></head><body><p>{0}</p></body></html>"
+
+
+@pytest.fixture
+def site(tmp_path: Path):
+    news = NewsSite(tmp_path)
+    for n in range(3):
+        news.add_page(f"a{n}.html", PAGE.format(f"기사 {n}").encode())
+    news.write_feed("feed.xml", "테스트일보", [(f"a{n}.html", f"기사 {n}") for n in range(3)]
+                    + [("missing.html", "없는 기사")])
+    news.write_feed("euckr.xml", "한글", [("a0.html", "똠방각하")], encoding="euc-kr")
+    news.start()
+    yield news
+    news.stop()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.pages: list[PageFetched] = []
+        self.dead: list[tuple] = []
+
+    async def publish(self, page: PageFetched) -> None:
+        self.pages.append(page)
+
+    async def dead_letter(self, *args: object) -> None:
+        self.dead.append(args)
+
+
+async def make_poller(client: aioredis.Redis, recorder: Recorder, http) -> Poller:
+    fetcher = Fetcher(http, max_body_bytes=5 * 1024 * 1024, per_host_delay=0)
+    return Poller(client, fetcher, recorder.publish, recorder.dead_letter, CrawlerSettings())
+
+
+async def test_new_entries_are_fetched_once_across_restarts(site, redis_client) -> None:
+    source = Source(id="test", url=f"{site.base}/feeds/feed.xml", interval=1)
+    first = Recorder()
+    async with Fetcher.client(5) as http:
+        assert await (await make_poller(redis_client, first, http)).poll(source) == 3
+    assert sorted(p.url for p in first.pages) == [f"{site.base}/news/a{n}.html" for n in range(3)]
+    page = first.pages[0]
+    assert page.source_title == "테스트일보" and page.status == 200 and b"<p>" in page.body
+    assert page.entry_title and page.discovered_at <= page.fetched_at
+    assert len(first.dead) == 1 and "HTTP 404" in first.dead[0][-1]  # the missing page
+    again = Recorder()  # a new process: state comes from Redis only
+    async with Fetcher.client(5) as http:
+        assert await (await make_poller(redis_client, again, http)).poll(source) == 0
+    assert again.pages == [] and again.dead == []
+    assert await redis_client.zcard(streams.key("seen", "test")) == 4
+
+
+async def test_euc_kr_feed_entries_are_read(site, redis_client) -> None:
+    recorder = Recorder()
+    source = Source(id="euckr", url=f"{site.base}/feeds/euckr.xml")
+    async with Fetcher.client(5) as http:
+        await (await make_poller(redis_client, recorder, http)).poll(source)
+    assert [p.entry_title for p in recorder.pages] == ["똠방각하"]
+
+
+async def test_a_failing_source_does_not_stop_the_others(site, redis_client) -> None:
+    recorder = Recorder()
+    good = Source(id="good", url=f"{site.base}/feeds/feed.xml", interval=0.5)
+    down = Source(id="down", url=f"http://127.0.0.1:{free_port()}/rss.xml", interval=0.5)
+    malformed_site = site.root / "feeds" / "bad.xml"
+    malformed_site.write_bytes(b"<rss><channel><item><title>broken")
+    bad = Source(id="bad", url=f"{site.base}/feeds/bad.xml", interval=0.5)
+    async with Fetcher.client(5) as http:
+        poller = await make_poller(redis_client, recorder, http)
+        tasks = [asyncio.create_task(poller.run_forever(s)) for s in (down, bad, good)]
+        for _ in range(100):
+            if len(recorder.pages) == 3:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.2)  # several more polls of all three
+        for task in tasks:
+            assert not task.done(), "a poll loop died"
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert len(recorder.pages) == 3
