@@ -17,7 +17,9 @@ idle longer than ``delivery.claim_idle`` (XAUTOCLAIM); an entry delivered more t
 from __future__ import annotations
 
 import asyncio
+import logging
 import contextlib
+import signal
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -49,9 +51,9 @@ M = TypeVar("M", bound=Message)
 Handler = Callable[[Any], Awaitable[None]]
 
 
-def available_services() -> dict[str, Callable[[ServiceContext], None]]:
-    """Return the installed services' ``register`` functions by name (entry points)."""
-    return {ep.name: ep.load() for ep in entry_points(group="sokbo.services")}
+def available_services() -> dict[str, Any]:
+    """Return the installed services' entry points (``sokbo.services`` group) by name."""
+    return {ep.name: ep for ep in entry_points(group="sokbo.services")}
 
 
 @dataclass
@@ -190,14 +192,14 @@ def build_app(settings: Settings, names: list[str]) -> AsgiFastStream:
     if missing:
         raise ConfigError(f"unknown or uninstalled service {missing[0]!r}; "
                           f"choose from {', '.join(SERVICES)} or all")
-    broker = RedisBroker(settings.redis_url, graceful_timeout=10.0,
+    broker = RedisBroker(settings.redis_url, graceful_timeout=10.0, log_level=logging.DEBUG,
                          middlewares=[RedisPrometheusMiddleware(registry=REGISTRY,
                                                                 app_name="sokbo")],
                          logger=get_logger(component="faststream"))
     state = aioredis.from_url(settings.redis_url)
     ctx = ServiceContext(settings=settings, broker=broker, redis=state)
     for name in names:
-        registry[name](ctx)
+        registry[name].load()(ctx)
     tasks: list[asyncio.Task[None]] = []
     log = get_logger()
 
@@ -246,6 +248,10 @@ async def run(settings: Settings, names: list[str]) -> None:
     """
     _check_port_free(settings.metrics_port)
     app = build_app(settings, names)
+    # uvicorn handles SIGTERM/SIGINT (graceful shutdown), then re-raises the signal to the
+    # handler that was installed before it; a no-op one lets the process exit 0.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
     await app.run(log_level=30, run_extra_options={"host": "0.0.0.0",
                                                    "port": settings.metrics_port,
                                                    "access_log": "false"})
