@@ -255,6 +255,12 @@ def _substitute(value: Any, path: str, where: str) -> Any:
     return value
 
 
+_PATTERN_HELP = {
+    _ID: "is not a valid id: use lowercase letters, digits and hyphens, e.g. 'pr-slack'",
+    r"^https?://": "is not a URL: write it with http:// or https://",
+}
+
+
 def _format_validation(where: str, error: ValidationError, data: Mapping[str, Any]) -> str:
     lines = []
     for item in error.errors():
@@ -266,6 +272,9 @@ def _format_validation(where: str, error: ValidationError, data: Mapping[str, An
             what = f"unknown key {loc[-1]!r}; remove it or check its spelling"
         elif item["type"] == "missing":
             what = "required key is missing; add it"
+        elif item["type"] == "string_pattern_mismatch":
+            what = _PATTERN_HELP.get(item["ctx"]["pattern"], item["msg"])
+            what = f"{item['input']!r} {what}"
         else:
             what = item["msg"].removeprefix("Value error, ")
         lines.append(f"{where}: {path or '(top level)'}: {what}")

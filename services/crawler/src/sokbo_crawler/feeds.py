@@ -59,20 +59,27 @@ def _as_utf8(body: bytes, http_charset: str | None) -> bytes:
                   r'\2"utf-8"', text, count=1).encode("utf-8")
 
 
+def _rfc822(raw: str) -> datetime | None:
+    """Parse RFC 822 dates feedparser rejects or misreads ("KST", "13:30:33+0900")."""
+    text = re.sub(r"\bKST\b", "+0900", raw.strip())
+    text = re.sub(r"(\d)([+-]\d{4})$", r"\1 \2", text)
+    try:
+        value = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def _entry_date(entry: feedparser.FeedParserDict) -> datetime | None:
-    for key in ("published_parsed", "updated_parsed"):
-        parsed = entry.get(key)
+    for key in ("published", "updated"):
+        raw = entry.get(key) if key in entry else None
+        if raw and "KST" in raw and (value := _rfc822(raw)):
+            return value
+        parsed = entry.get(f"{key}_parsed") if f"{key}_parsed" in entry else None
         if parsed:
             return datetime.fromtimestamp(calendar.timegm(parsed), tz=UTC)
-    for key in ("published", "updated"):
-        raw = entry.get(key)
-        if not raw:
-            continue
-        try:  # RFC 822 dates feedparser rejects, e.g. "13:30:33+0900" with no space
-            value = parsedate_to_datetime(re.sub(r"(\d)([+-]\d{4})$", r"\1 \2", raw.strip()))
-        except (TypeError, ValueError):
-            continue
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        if raw and (value := _rfc822(raw)):
+            return value
     return None
 
 
@@ -92,17 +99,38 @@ def parse_feed(body: bytes, *, url: str = "", http_charset: str | None = None) -
     """
     parsed = feedparser.parse(_as_utf8(body, http_charset),
                               response_headers={"content-type": "application/xml"})
-    if parsed.bozo and not parsed.entries:
+    if not parsed.get("version"):
         reason = parsed.get("bozo_exception")
-        raise FeedError(f"not a readable RSS/Atom feed: {type(reason).__name__}: {reason}")
-    if not parsed.entries and not parsed.feed:
-        raise FeedError("no RSS/Atom feed element found (is the URL an HTML page?)")
+        detail = f" ({type(reason).__name__}: {reason})" if reason else ""
+        raise FeedError(f"no RSS or Atom feed element found{detail}; is the URL an HTML "
+                        "page or a sitemap?")
     entries = []
     for entry in parsed.entries:
-        link = entry.get("link") or ""
-        if not link:
+        link = _entry_link(entry, url)
+        if link is None:
             continue
         title = (entry.get("title") or "").strip() or None
-        entries.append(FeedEntry(url=urljoin(url, link.strip()), title=title,
-                                 published=_entry_date(entry)))
+        entries.append(FeedEntry(url=link, title=title, published=_entry_date(entry)))
+    if parsed.bozo and not entries:
+        reason = parsed.get("bozo_exception")
+        raise FeedError(f"malformed feed, no entry with a link could be read: "
+                        f"{type(reason).__name__}: {reason}")
     return Feed(title=(parsed.feed.get("title") or "").strip() or None, entries=entries)
+
+
+def _entry_link(entry: feedparser.FeedParserDict, base: str) -> str | None:
+    """Return the entry's article URL: the alternate link (Atom), else ``link``/permalink.
+
+    An Atom ``<id>`` is an identifier, not a link (RFC 4287 §4.2.6), so an entry
+    with only an id has no URL; neither has one whose link is not http(s).
+    """
+    links = [link.get("href") for link in entry.get("links", [])
+             if link.get("rel", "alternate") == "alternate" and link.get("href")]
+    if not links and entry.get("link") and entry.get("link") != entry.get("id"):
+        links = [entry["link"]]
+    if not links and entry.get("guidislink") and entry.get("link"):
+        links = [entry["link"]]
+    if not links:
+        return None
+    absolute = urljoin(base, links[0].strip())
+    return absolute if absolute.startswith(("http://", "https://")) else None

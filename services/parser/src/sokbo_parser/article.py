@@ -17,6 +17,8 @@ def canonical_url(url: str) -> str:
     """Return *url* with the host lowercased and the fragment and default port dropped."""
     parts = urlsplit(url.strip())
     host = (parts.hostname or "").lower()
+    if ":" in host:  # IPv6 literal (RFC 3986 §3.2.2)
+        host = f"[{host}]"
     port = parts.port
     if port and not ((parts.scheme == "http" and port == 80)
                      or (parts.scheme == "https" and port == 443)):
