@@ -308,7 +308,8 @@ def load_settings(path: str | os.PathLike[str], *, environ: Mapping[str, str] | 
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: the top level must be a mapping of keys (redis_url:, rules:, …)")
+        raise ConfigError(f"{where}: the top level must be a mapping of keys "
+                          "(redis_url:, sources:, rules:, …)")
     data = _substitute(raw, "", where)
     try:
         return Settings(**data)

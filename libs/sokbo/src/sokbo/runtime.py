@@ -17,8 +17,8 @@ idle longer than ``delivery.claim_idle`` (XAUTOCLAIM); an entry delivered more t
 from __future__ import annotations
 
 import asyncio
-import logging
 import contextlib
+import logging
 import signal
 import socket
 from collections.abc import Awaitable, Callable

@@ -6,6 +6,7 @@ import asyncio
 
 from sokbo import streams
 from sokbo.runtime import ServiceContext
+
 from sokbo_crawler.fetch import Fetcher
 from sokbo_crawler.poller import Poller
 

@@ -16,7 +16,6 @@ from importlib.metadata import version
 from urllib.parse import urlsplit
 
 import httpx
-
 from sokbo.errors import PermanentError, RetryableError
 
 __all__ = ["FetchResult", "Fetcher", "TooLargeError", "user_agent"]

@@ -21,13 +21,13 @@ from datetime import UTC, datetime
 
 import orjson
 import redis.asyncio as aioredis
-
 from sokbo import streams
 from sokbo.config import CrawlerSettings, Source
 from sokbo.errors import PermanentError, RetryableError
 from sokbo.logs import get_logger
 from sokbo.messages import PageFetched
 from sokbo.observability import FEED_POLLS, FETCH_DURATION, PAGE_BYTES, PAGES_FETCHED
+
 from sokbo_crawler.feeds import FeedEntry, parse_feed
 from sokbo_crawler.fetch import Fetcher, TooLargeError
 
@@ -110,8 +110,8 @@ class Poller:
         except PermanentError as exc:
             outcome = "too_large" if isinstance(exc, TooLargeError) else "http_error"
             PAGES_FETCHED.labels(source_id=source.id, outcome=outcome).inc()
-            await self._dead_letter("crawler", streams.PAGES, None,
-                                    orjson.dumps({"url": entry.url, "source_id": source.id}), 1, str(exc))
+            original = orjson.dumps({"url": entry.url, "source_id": source.id})
+            await self._dead_letter("crawler", streams.PAGES, None, original, 1, str(exc))
             return False
         PAGES_FETCHED.labels(source_id=source.id, outcome="ok").inc()
         PAGE_BYTES.observe(len(page.body))
