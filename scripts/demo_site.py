@@ -13,6 +13,7 @@ Korean sites do), which exercises the parser's <meta charset> path.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.server
 import sys
 from pathlib import Path
@@ -59,10 +60,8 @@ def main() -> int:
         args.port_file.write_text(str(port))
     print(f"demo news site: http://{args.host}:{port}/ serving {root}", file=sys.stderr,
           flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
