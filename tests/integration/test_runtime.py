@@ -179,3 +179,28 @@ async def _dead_letters(client: aioredis.Redis) -> dict | None:
     raw = entries[0][1][b"__data__"]
     body, _headers = BinaryMessageFormatV1.parse(raw)
     return orjson.loads(body)
+
+
+def test_a_taken_metrics_port_is_a_clear_start_up_error(tmp_path, redis_url) -> None:
+    import socket
+
+    from sokbo.cli import main
+
+    config = tmp_path / "sokbo.yaml"
+    config.write_text(f"redis_url: {redis_url}\n")
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["run", "parser", "--config", str(config), "--metrics-port", str(port)]) == 1
+
+
+def test_unreachable_redis_is_a_clear_start_up_error(tmp_path, capsys) -> None:
+    from sokbo.cli import main
+    from tests.servers import free_port
+
+    config = tmp_path / "sokbo.yaml"
+    config.write_text(f"redis_url: redis://:hunter2@127.0.0.1:{free_port()}/0\n")
+    assert main(["run", "parser", "--config", str(config), "--metrics-port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot reach Redis at redis://127.0.0.1/0" in err and "hunter2" not in err

@@ -4,7 +4,8 @@
     sokbo check-config FILE
     sokbo match --query Q (--text T | --file F)
 
-Exit codes: 0 success, 2 invalid input (configuration, query, usage), 1 other failure.
+Exit codes: 0 success (also after SIGTERM/SIGINT), 2 invalid input (configuration,
+query, usage), 1 cannot start (Redis unreachable, metrics port taken).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import orjson
 
-from sokbo.errors import ConfigError, QuerySyntaxError
+from sokbo.errors import ConfigError, QuerySyntaxError, StartupError
 
 __all__ = ["main"]
 
@@ -92,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sokbo: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
+    except StartupError as exc:
+        print(f"sokbo: cannot start: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"sokbo: {exc}", file=sys.stderr)
         return 2

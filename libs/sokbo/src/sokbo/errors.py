@@ -18,6 +18,7 @@ __all__ = [
     "QuerySyntaxError",
     "RetryableError",
     "SokboError",
+    "StartupError",
 ]
 
 
@@ -27,6 +28,10 @@ class SokboError(Exception):
 
 class ConfigError(SokboError):
     """The configuration file, an environment variable or a flag is invalid."""
+
+
+class StartupError(SokboError):
+    """Something a service needs at start-up is unavailable (Redis, its metrics port)."""
 
 
 class QuerySyntaxError(SokboError, ValueError):

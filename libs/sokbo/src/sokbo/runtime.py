@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import orjson
 import redis.asyncio as aioredis
@@ -35,11 +36,11 @@ from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisStreamMessage
 from faststream.redis.prometheus import RedisPrometheusMiddleware
 from pydantic import ValidationError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from sokbo import streams
 from sokbo.config import Settings
-from sokbo.errors import ConfigError, PermanentError
+from sokbo.errors import ConfigError, PermanentError, StartupError
 from sokbo.logs import get_logger
 from sokbo.messages import DeadLettered, Message, encode
 from sokbo.observability import DEAD_LETTERED, REGISTRY, SERVICE_UP, metrics_app
@@ -175,10 +176,22 @@ def _check_port_free(port: int) -> None:
         try:
             probe.bind(("0.0.0.0", port))
         except OSError as exc:
-            raise ConfigError(
+            raise StartupError(
                 f"metrics port {port} is not free ({exc.strerror}); pass --metrics-port N "
                 "or set metrics_port in the config (each process on a host needs its own)"
             ) from None
+
+
+async def _check_redis(url: str) -> None:
+    client = aioredis.from_url(url, socket_connect_timeout=3)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        shown = urlsplit(url)._replace(netloc=urlsplit(url).hostname or "").geturl()
+        raise StartupError(f"cannot reach Redis at {shown} ({exc}); start Redis or set "
+                          "REDIS_URL / redis_url to one that answers") from None
+    finally:
+        await client.aclose()
 
 
 def build_app(settings: Settings, names: list[str]) -> AsgiFastStream:
@@ -247,6 +260,7 @@ async def run(settings: Settings, names: list[str]) -> None:
         ConfigError: the metrics port is taken or a service is unknown.
     """
     _check_port_free(settings.metrics_port)
+    await _check_redis(settings.redis_url)
     app = build_app(settings, names)
     # uvicorn handles SIGTERM/SIGINT (graceful shutdown), then re-raises the signal to the
     # handler that was installed before it; a no-op one lets the process exit 0.
