@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+
 from sokbo import streams
 from sokbo.config import CrawlerSettings, Source
 from sokbo.messages import PageFetched
 from sokbo_crawler.fetch import Fetcher
 from sokbo_crawler.poller import Poller
-
 from tests.servers import NewsSite, free_port
 
 pytestmark = pytest.mark.integration

@@ -11,6 +11,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 from faststream.redis import RedisBroker
+
 from sokbo import streams
 from sokbo.config import Settings
 from sokbo.errors import PermanentError

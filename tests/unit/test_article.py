@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from sokbo.messages import ArticleParsed, PageFetched, article_id_for
 from sokbo_parser.article import build_article, canonical_url
 from sokbo_parser.decode import DecodedPage

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+
 from sokbo.config import EmailChannel, Settings, SlackChannel, load_settings, parse_duration
 from sokbo.errors import ConfigError
 

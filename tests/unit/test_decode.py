@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from sokbo_parser.decode import DecodedPage, decode_html, normalize_charset
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "corpus"

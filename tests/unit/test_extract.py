@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from sokbo.errors import PermanentError
 from sokbo_parser.decode import decode_html
 from sokbo_parser.extract import ExtractedArticle, extract_article, guess_language

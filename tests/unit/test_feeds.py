@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from sokbo.errors import PermanentError
 from sokbo_crawler.feeds import Feed, FeedEntry, FeedError, parse_feed
 

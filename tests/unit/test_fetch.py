@@ -10,6 +10,7 @@ from importlib.metadata import version
 
 import httpx
 import pytest
+
 from sokbo.errors import PermanentError, RetryableError
 from sokbo_crawler.fetch import Fetcher, FetchResult, TooLargeError, user_agent
 

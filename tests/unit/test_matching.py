@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from sokbo.errors import QuerySyntaxError
 from sokbo.matching import RuleMatch, RuleSet, make_snippets, match
 from sokbo.messages import Hit

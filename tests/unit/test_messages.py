@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+
 from sokbo.messages import (
     AlertRaised,
     ArticleParsed,

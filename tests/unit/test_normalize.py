@@ -7,6 +7,7 @@ import unicodedata
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from sokbo.normalize import fold, is_latin_alnum, key_of, normalize
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sokbo.errors import QuerySyntaxError
 from sokbo.query import And, Near, Not, Or, Term, parse_query, terms_of
 

@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+
 from sokbo.messages import AlertRaised, ArticleSummary, Snippet
 from sokbo_notifier.render import (
     console_line,

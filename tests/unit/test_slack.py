@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
+
 from sokbo.errors import PermanentError, RetryableError
 from sokbo_notifier.slack import deliver_slack, post_webhook, redact_url, retry_after_seconds
-from structlog.testing import capture_logs
 
 SECRET_PATH = "/services/T0000000/B0000000/XXXXsecretXXXX"
 PAYLOAD = {"text": "[openai-korea] 제목", "blocks": []}

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope
+
 from sokbo.config import EmailChannel
 from sokbo.errors import PermanentError, RetryableError
 from sokbo.messages import AlertRaised, ArticleSummary, Snippet

@@ -6,7 +6,6 @@ import asyncio
 
 from sokbo import streams
 from sokbo.runtime import ServiceContext
-
 from sokbo_crawler.fetch import Fetcher
 from sokbo_crawler.poller import Poller
 

@@ -16,6 +16,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin
 
 import feedparser
+
 from sokbo.charsets import codec_for_label
 from sokbo.errors import PermanentError
 

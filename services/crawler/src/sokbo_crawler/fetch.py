@@ -16,6 +16,7 @@ from importlib.metadata import version
 from urllib.parse import urlsplit
 
 import httpx
+
 from sokbo.errors import PermanentError, RetryableError
 
 __all__ = ["FetchResult", "Fetcher", "TooLargeError", "user_agent"]

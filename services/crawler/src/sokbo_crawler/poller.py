@@ -21,13 +21,13 @@ from datetime import UTC, datetime
 
 import orjson
 import redis.asyncio as aioredis
+
 from sokbo import streams
 from sokbo.config import CrawlerSettings, Source
 from sokbo.errors import PermanentError, RetryableError
 from sokbo.logs import get_logger
 from sokbo.messages import PageFetched
 from sokbo.observability import FEED_POLLS, FETCH_DURATION, PAGE_BYTES, PAGES_FETCHED
-
 from sokbo_crawler.feeds import FeedEntry, parse_feed
 from sokbo_crawler.fetch import Fetcher, TooLargeError
 

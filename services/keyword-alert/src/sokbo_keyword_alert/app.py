@@ -14,7 +14,6 @@ from sokbo.matching import RuleSet
 from sokbo.messages import ArticleParsed
 from sokbo.observability import ALERTS_RAISED
 from sokbo.runtime import ServiceContext
-
 from sokbo_keyword_alert.alerts import build_alert
 
 ALERTED_TTL = 30 * 86400

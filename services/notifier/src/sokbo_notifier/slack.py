@@ -16,6 +16,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import httpx
+
 from sokbo.errors import PermanentError, RetryableError
 from sokbo.logs import get_logger
 

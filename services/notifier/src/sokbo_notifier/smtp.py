@@ -10,6 +10,7 @@ from __future__ import annotations
 from email.message import EmailMessage
 
 import aiosmtplib
+
 from sokbo.config import EmailChannel
 from sokbo.errors import PermanentError, RetryableError
 from sokbo.logs import get_logger

@@ -11,7 +11,6 @@ from sokbo.logs import get_logger
 from sokbo.messages import PageFetched
 from sokbo.observability import ARTICLES_PARSED
 from sokbo.runtime import ServiceContext
-
 from sokbo_parser.article import build_article
 from sokbo_parser.decode import decode_html
 from sokbo_parser.extract import extract_article

@@ -7,7 +7,6 @@ from datetime import datetime
 from urllib.parse import urlsplit, urlunsplit
 
 from sokbo.messages import ArticleParsed, PageFetched, article_id_for
-
 from sokbo_parser.decode import DecodedPage
 from sokbo_parser.extract import ExtractedArticle
 

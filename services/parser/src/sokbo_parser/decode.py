@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import charset_normalizer
+
 from sokbo.charsets import codec_for_label
 
 __all__ = ["DecodedPage", "decode_html", "normalize_charset"]

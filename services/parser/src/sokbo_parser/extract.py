@@ -15,6 +15,7 @@ from urllib.parse import urljoin, urlsplit
 
 import trafilatura
 from lxml.html import HtmlElement
+
 from sokbo.errors import PermanentError
 
 __all__ = ["ExtractedArticle", "extract_article", "guess_language"]
