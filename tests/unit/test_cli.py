@@ -200,3 +200,47 @@ def test_sokbo_help_via_entry_point() -> None:
     assert done.returncode == 0, done.stderr
     for word in ("run", "check-config", "match"):
         assert word in done.stdout
+
+
+def _stdin(monkeypatch: pytest.MonkeyPatch, *lines: str) -> None:
+    import io
+
+    data = ("\n".join(lines) + "\n").encode()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+
+
+def test_match_batch_goes_on_after_an_invalid_query(monkeypatch, capsys) -> None:
+    _stdin(monkeypatch, json.dumps({"query": "소버린AI", "text": "소버린 AI를"}),
+           json.dumps({"query": "(a OR", "text": "x"}), "not json",
+           json.dumps({"query": "AI", "text": "email"}))
+    assert main(["match", "--batch"]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert out[0] == {"matched": True, "highlights": [[0, 6]]}
+    assert "column 4" in out[1]["error"]
+    assert out[2]["error"].startswith("line 3: not JSON")
+    assert out[3] == {"matched": False, "highlights": []}
+
+
+def test_match_config_batch_runs_every_rule(monkeypatch, capsys, tmp_path) -> None:
+    config = tmp_path / "rules.yaml"
+    config.write_text("""
+synonyms: [[OpenAI, 오픈AI]]
+rules:
+  - {id: openai-korea, query: '"OpenAI 코리아"', channels: [out]}
+  - {id: sovereign-ai, query: 소버린AI, channels: [out]}
+channels: [{id: out, kind: console}]
+""", encoding="utf-8")
+    _stdin(monkeypatch, json.dumps({"title": "오픈AI 코리아 출범", "text": "소버린 AI 전략"}),
+           json.dumps({"title": "", "text": "날씨"}))
+    assert main(["match", "--config", str(config), "--batch"]) == 0
+    first, second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert first["rules"] == ["openai-korea", "sovereign-ai"]
+    assert {"rule": "openai-korea", "field": "title", "term": "OpenAI 코리아", "start": 0,
+            "end": 8, "synonym": "오픈AI 코리아"} in first["hits"]
+    assert second == {"rules": [], "hits": []}
+
+
+def test_match_batch_with_query_is_a_usage_error(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["match", "--batch", "--query", "x"])
+    assert info.value.code == 2

@@ -116,7 +116,9 @@ GROUPS = [["OpenAI", "오픈AI", "오픈에이아이"], ["LG", "엘지"]]
         ("OpenAI 엘지", "오픈AI와 LG", True),
         ("OpenAI", "오픈소스", False),
         ("OpenAI", "OpenAIs", False),
-        ('"OpenAI 코리아"', "오픈AI 코리아", False),  # a phrase is one member only if whole
+        ('"OpenAI 코리아"', "오픈AI 코리아", True),  # a member as a phrase part (issue 3)
+        ('"OpenAI 코리아"', "오픈에이아이코리아의", True),
+        ('"OpenAI 코리아"', "오픈AI 재팬", False),
         ("title:OpenAI", "오픈AI", False),
     ],
 )
@@ -126,7 +128,18 @@ def test_synonyms(query: str, text: str, expected: bool) -> None:
 
 def test_synonym_hit_reports_the_query_term() -> None:
     _, hits = match("OpenAI", "새 오픈AI 지사", synonyms=GROUPS)
-    assert hits == [Hit(field="text", term="OpenAI", start=2, end=6)]
+    assert hits == [Hit(field="text", term="OpenAI", start=2, end=6, synonym="오픈AI")]
+
+
+def test_a_multi_word_synonym_inside_a_phrase() -> None:
+    groups = [["소버린AI", "자국형AI", "sovereign AI"]]
+    _, hits = match('"sovereign AI 전략"', "정부의 소버린 AI 전략은", synonyms=groups)
+    assert [(h.start, h.end, h.synonym) for h in hits] == [(4, 13, "소버린AI 전략")]
+
+
+def test_the_term_itself_reports_no_synonym() -> None:
+    _, hits = match("OpenAI", "OpenAI 지사", synonyms=GROUPS)
+    assert hits[0].synonym is None
 
 
 @pytest.mark.parametrize(

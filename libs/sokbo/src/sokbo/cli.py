@@ -2,7 +2,9 @@
 
     sokbo run SERVICE|all --config FILE [--metrics-port N]
     sokbo check-config FILE
-    sokbo match --query Q (--text T | --file F)
+    sokbo match --query Q (--text T | --file F) [--config FILE]
+    sokbo match --batch                 # JSON lines {"query", "text"} on stdin
+    sokbo match --config FILE --batch   # JSON lines {"title", "text"}: every rule
 
 Exit codes: 0 success (also after SIGTERM/SIGINT), 2 invalid input (configuration,
 query, usage), 1 cannot start (Redis unreachable, metrics port taken).
@@ -14,6 +16,7 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -21,6 +24,8 @@ import orjson
 from sokbo.errors import ConfigError, QuerySyntaxError, StartupError
 
 __all__ = ["main"]
+
+
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,11 +39,17 @@ def _parser() -> argparse.ArgumentParser:
                      help="port for /metrics, /healthz, /readyz (default: config metrics_port)")
     check = commands.add_parser("check-config", help="validate a config file; exit 0 or 2")
     check.add_argument("file")
-    match = commands.add_parser("match", help="evaluate one query against a text")
-    match.add_argument("--query", required=True)
-    source = match.add_mutually_exclusive_group(required=True)
+    match = commands.add_parser(
+        "match", help="evaluate a query against a text, or a batch of JSON lines on stdin",
+        description="--query Q (--text T | --file F): one JSON object. --batch: JSON lines "
+        '{"query", "text"} on stdin. --config FILE --batch: lines {"title", "text"}, '
+        "every rule of the config against each.")
+    match.add_argument("--query")
+    match.add_argument("--config", help="use this config's synonyms (and rules, with --batch)")
+    source = match.add_mutually_exclusive_group()
     source.add_argument("--text")
     source.add_argument("--file", type=Path)
+    source.add_argument("--batch", action="store_true", help="read JSON lines from stdin")
     return parser
 
 
@@ -74,16 +85,86 @@ def _check(args: argparse.Namespace) -> int:
 def _match(args: argparse.Namespace) -> int:
     from sokbo.matching import match
 
+    settings = _load(args.config) if args.config else None
+    synonyms = settings.synonyms if settings else []
+    if args.batch:
+        return _match_rules(settings) if settings else _match_queries(synonyms)
     text = args.text if args.text is not None else args.file.read_text(encoding="utf-8")
-    matched, hits = match(args.query, text)
-    highlights = [[h.start, h.end] for h in hits]
-    sys.stdout.buffer.write(orjson.dumps({"matched": matched, "highlights": highlights}) + b"\n")
+    matched, hits = match(args.query, text, synonyms=synonyms)
+    _emit({"matched": matched, "highlights": [[h.start, h.end] for h in hits]})
+    return 0
+
+
+def _emit(obj: dict) -> None:
+    sys.stdout.buffer.write(orjson.dumps(obj) + b"\n")
+    sys.stdout.flush()
+
+
+def _lines() -> Iterator[tuple[int, dict | None, str | None]]:
+    """Yield (line number, parsed object or None, error or None) for stdin's JSON lines."""
+    for number, line in enumerate(sys.stdin.buffer, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            yield number, None, f"line {number}: not JSON ({exc})"
+            continue
+        if not isinstance(obj, dict):
+            yield number, None, f"line {number}: expected a JSON object"
+            continue
+        yield number, obj, None
+
+
+def _match_queries(synonyms: list[list[str]]) -> int:
+    from sokbo.matching import match
+
+    for number, obj, error in _lines():
+        if error or obj is None:
+            _emit({"error": error})
+            continue
+        query, text = obj.get("query"), obj.get("text")
+        if not isinstance(query, str) or not isinstance(text, str):
+            _emit({"error": f'line {number}: needs string fields "query" and "text"'})
+            continue
+        try:
+            matched, hits = match(query, text, title=obj.get("title") or "", synonyms=synonyms)
+        except QuerySyntaxError as exc:
+            _emit({"error": str(exc)})
+            continue
+        _emit({"matched": matched,
+               "highlights": [[h.start, h.end] for h in hits if h.field == "text"]})
+    return 0
+
+
+def _match_rules(settings) -> int:
+    from sokbo.matching import RuleSet
+
+    ruleset = RuleSet([(r.id, r.query) for r in settings.rules], settings.synonyms)
+    for number, obj, error in _lines():
+        if error or obj is None:
+            _emit({"error": error})
+            continue
+        title, text = obj.get("title") or "", obj.get("text") or ""
+        if not isinstance(title, str) or not isinstance(text, str):
+            _emit({"error": f'line {number}: "title" and "text" must be strings'})
+            continue
+        matches = ruleset.evaluate(title, text)
+        _emit({"rules": [m.rule_id for m in matches],
+               "hits": [{"rule": m.rule_id, **hit.model_dump(exclude_none=True)}
+                        for m in matches for hit in m.hits]})
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``sokbo`` command line; return the process exit code."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "match":
+        if args.batch and args.query is not None:
+            parser.error("--batch reads queries from stdin: drop --query")
+        if not args.batch and (args.query is None or (args.text is None and args.file is None)):
+            parser.error("match needs --query Q with --text T or --file F, or --batch")
     handler = {"run": _run, "check-config": _check, "match": _match}[args.command]
     try:
         return handler(args)

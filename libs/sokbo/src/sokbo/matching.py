@@ -23,11 +23,14 @@ from dataclasses import dataclass, field
 
 import ahocorasick
 
-from sokbo.messages import Hit, Snippet
+from sokbo.messages import Hit
 from sokbo.normalize import is_latin_alnum, key_of, normalize
 from sokbo.query import Near, Node, Not, Or, Term, parse_query, terms_of
+from sokbo.snippets import make_snippets
 
 __all__ = ["RuleMatch", "RuleSet", "make_snippets", "match"]
+
+_MAX_EXPANSIONS = 64  # spellings one term may take through synonyms
 
 _FIELDS = ("title", "text")
 
@@ -74,21 +77,21 @@ class RuleSet:
 
         Args:
             rules: ``(rule_id, query)`` pairs, evaluated and reported in this order.
-            synonyms: groups of terms; wherever a member is a whole term or phrase
-                of a query, any member of its group matches.
+            synonyms: groups of terms; wherever a member is a term, a phrase or a
+                run of words inside a phrase, any member of its group matches there
+                (``"OpenAI 코리아"`` with ``[OpenAI, 오픈AI]`` also finds "오픈AI 코리아").
 
         Raises:
             QuerySyntaxError: the first query that does not parse.
         """
         self._rules = [_Rule(rule_id, parse_query(query)) for rule_id, query in rules]
-        self._synonyms = _synonym_keys(synonyms)
-        self._keys: dict[Term, tuple[str, ...]] = {}
+        self._synonyms = _Synonyms(synonyms)
+        self._keys: dict[Term, dict[str, str]] = {}
         self._rules_by_key: dict[str, set[int]] = defaultdict(set)
         for index, rule in enumerate(self._rules):
             for term in terms_of(rule.node):
                 if term not in self._keys:
-                    key = key_of(term.text)
-                    self._keys[term] = self._synonyms.get(key, (key,))
+                    self._keys[term] = self._synonyms.spellings(term.text)
             for term in _positive_terms(rule.node):
                 for key in self._keys[term]:
                     self._rules_by_key[key].add(index)
@@ -133,9 +136,11 @@ class RuleSet:
     def _occurrences(self, term: Term, scan: _Scan) -> list[Hit]:
         cached = scan.cache.get(term)
         if cached is None:
+            own = key_of(term.text)
             cached = [
-                hit.model_copy(update={"term": term.text})
-                for key in self._keys[term]
+                hit.model_copy(update={"term": term.text,
+                                       "synonym": None if key == own else spelling})
+                for key, spelling in self._keys[term].items()
                 for hit in scan.by_key.get(key, ())
                 if term.field is None or hit.field == term.field
             ]
@@ -167,7 +172,7 @@ class RuleSet:
         return all(self._holds(child, scan) for child in node.children)
 
     def _report(self, rule: _Rule, scan: _Scan) -> RuleMatch:
-        hits: dict[tuple[str, int, int, str], Hit] = {}
+        hits: dict[tuple[str, int, int], Hit] = {}  # one hit per span, the first term wins
         terms: dict[str, None] = {}
         for part in _positive_parts(rule.node):
             found = (
@@ -176,7 +181,7 @@ class RuleSet:
                 else self._occurrences(part, scan)
             )
             for hit in found:
-                hits.setdefault((hit.field, hit.start, hit.end, hit.term), hit)
+                hits.setdefault((hit.field, hit.start, hit.end), hit)
                 terms.setdefault(hit.term)
         ordered = sorted(hits.values(), key=lambda h: (h.field != "title", h.start, h.end))
         return RuleMatch(rule.rule_id, ordered, list(terms))
@@ -195,17 +200,40 @@ def _positive_terms(node: Node) -> list[Term]:
     return [t for part in _positive_parts(node) for t in terms_of(part)]
 
 
-def _synonym_keys(groups: Iterable[Iterable[str]]) -> dict[str, tuple[str, ...]]:
-    """Map each member's key to the keys of every member of its group(s)."""
-    merged: dict[str, set[str]] = {}
-    for group in groups:
-        keys = {key for key in map(key_of, group) if key}
-        union = set(keys)
-        for key in keys:
-            union |= merged.get(key, set())
-        for key in union:
-            merged[key] = union
-    return {key: tuple(sorted(members)) for key, members in merged.items()}
+class _Synonyms:
+    """Synonym groups, by key: expand a term or phrase into all its spellings."""
+
+    def __init__(self, groups: Iterable[Iterable[str]]) -> None:
+        self._members: dict[str, dict[str, str]] = {}  # key → {member key: member text}
+        for group in groups:
+            members = {key_of(text): text.strip() for text in group if key_of(text)}
+            for key in list(members):
+                members.update(self._members.get(key, {}))
+            for key in members:
+                self._members[key] = members
+
+    def spellings(self, text: str) -> dict[str, str]:
+        """Return ``{key: spelling}`` for *text* and every synonym substitution in it.
+
+        Any run of whole words of *text* that is a group member may be replaced by
+        any member of its group; at most ``_MAX_EXPANSIONS`` spellings, the term as
+        written first.
+        """
+        words = [w for w in text.split() if key_of(w)]
+        tails: list[dict[str, str]] = [{} for _ in words] + [{"": ""}]
+        for i in range(len(words) - 1, -1, -1):
+            options: dict[str, str] = {}
+            for j in range(i + 1, len(words) + 1):
+                segment = " ".join(words[i:j])
+                choices = dict(self._members.get(key_of(segment), {}))
+                if j == i + 1:
+                    choices = {key_of(segment): segment, **choices}
+                for key, spelling in choices.items():
+                    for tail_key, tail in tails[j].items():
+                        if len(options) < _MAX_EXPANSIONS:
+                            options.setdefault(key + tail_key, f"{spelling} {tail}".strip())
+            tails[i] = options
+        return {key: spelling for key, spelling in tails[0].items() if key}
 
 
 def _build_automaton(keys: set[str]) -> ahocorasick.Automaton | None:
@@ -231,101 +259,3 @@ def match(
     """
     matches = RuleSet([("query", query)], synonyms).evaluate(title, text)
     return (True, matches[0].hits) if matches else (False, [])
-
-
-# Sentence ends: . ! ? (then a closing quote or bracket) before whitespace, 。, a newline.
-_SENTENCE_END = re.compile(r"[.!?]+[\"'”’」』)\]]*(?=\s|$)|。[\"'”’」』)\]]*|\n")
-_MAX_SNIPPETS = 3
-_ELLIPSIS = "…"
-
-
-def _sentences(text: str) -> list[tuple[int, int]]:
-    """Return the ``[start, end)`` of each sentence of *text*, surrounding spaces trimmed."""
-    spans, start = [], 0
-    bounds = [m.end() for m in _SENTENCE_END.finditer(text)] + [len(text)]
-    for end in bounds:
-        chunk = text[start:end]
-        stripped = chunk.strip()
-        if stripped:
-            s = start + len(chunk) - len(chunk.lstrip())
-            spans.append((s, s + len(stripped)))
-        start = end
-    return spans
-
-
-def _window(start: int, end: int, hits: list[Hit], limit: int) -> tuple[int, int]:
-    """Return a sub-span of ``[start, end)`` at most *limit* long, centred on the hits."""
-    first, last = hits[0].start, max(h.end for h in hits)
-    if last - first > limit:
-        last = hits[0].end
-    centre = (first + last) // 2
-    lo = max(start, min(centre - limit // 2, end - limit))
-    hi = min(end, lo + limit)
-    return lo, hi
-
-
-def _snippet(name: str, source: str, span: tuple[int, int], hits: list[Hit], limit: int) -> Snippet:
-    start, end = span
-    lo, hi = (start, end) if end - start <= limit else _window(start, end, hits, limit - 2)
-    prefix = _ELLIPSIS if lo > start else ""
-    suffix = _ELLIPSIS if hi < end else ""
-    marks: list[list[int]] = []
-    for hit in sorted(hits, key=lambda h: (h.start, h.end)):
-        a, b = max(hit.start, lo), min(hit.end, hi)
-        if a >= b:
-            continue
-        a, b = a - lo + len(prefix), b - lo + len(prefix)
-        if marks and a <= marks[-1][1]:
-            marks[-1][1] = max(marks[-1][1], b)
-        else:
-            marks.append([a, b])
-    text = prefix + source[lo:hi] + suffix
-    return Snippet(field=name, text=text, highlights=[(a, b) for a, b in marks])
-
-
-def _groups(text: str, hits: list[Hit]) -> list[tuple[tuple[int, int], list[Hit]]]:
-    """Group *hits* by the sentence (or run of sentences) that contains each of them."""
-    spans = _sentences(text)
-    starts = [s for s, _ in spans]
-    ranges: list[tuple[int, int, Hit]] = []
-    for hit in hits:
-        first = max(0, bisect_right(starts, hit.start) - 1)
-        last = max(first, bisect_right(starts, hit.end - 1) - 1)
-        ranges.append((first, last, hit))
-    groups: list[tuple[list[int], list[Hit]]] = []
-    for first, last, hit in sorted(ranges, key=lambda r: (r[0], r[1], r[2].start)):
-        if groups and first <= groups[-1][0][1]:
-            groups[-1][0][1] = max(groups[-1][0][1], last)
-            groups[-1][1].append(hit)
-        else:
-            groups.append(([first, last], [hit]))
-    return [((spans[a][0], spans[b][1]), members) for (a, b), members in groups]
-
-
-def make_snippets(title: str, text: str, hits: list[Hit], *, max_chars: int = 400) -> list[Snippet]:
-    """Return the sentences of *text* that contain *hits*, with highlights.
-
-    Sentences end at ``.``, ``!``, ``?`` (before a space), ``。`` or a newline, so
-    Korean sentences ending in "다." split as expected.  Hits in one sentence share a
-    snippet; a hit spanning a sentence break joins the sentences.  A snippet longer
-    than *max_chars* is cut around its hits with "…" at the cut ends.  If no hit is
-    in the text, the title is the one snippet.
-
-    Args:
-        title: the original article title.
-        text: the original article text.
-        hits: hits from :meth:`RuleSet.evaluate` (offsets into *title* / *text*).
-        max_chars: the longest snippet, in code points, ellipses included.
-
-    Returns:
-        At most 3 snippets in text order; ``highlights`` are ``[start, end)`` into
-        each snippet's own ``text``, sorted, overlapping ones merged.
-    """
-    text_hits = [h for h in hits if h.field == "text" and 0 <= h.start < h.end <= len(text)]
-    if text_hits:
-        groups = _groups(text, text_hits)[:_MAX_SNIPPETS]
-        return [_snippet("text", text, span, members, max_chars) for span, members in groups]
-    title_hits = [h for h in hits if h.field == "title" and 0 <= h.start < h.end <= len(title)]
-    if not title_hits:
-        return []
-    return [_snippet("title", title, (0, len(title)), title_hits, max_chars)]

@@ -91,7 +91,8 @@ class Hit(BaseModel):
 
     ``start``/``end`` are Python string indices (Unicode code points) into the
     unnormalised ``title`` or ``text`` of the article; ``term`` is the query term
-    or phrase that fired.
+    or phrase as written in the rule, ``synonym`` the synonym spelling that fired
+    when it was not the term itself.
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -100,6 +101,7 @@ class Hit(BaseModel):
     term: str
     start: int
     end: int
+    synonym: str | None = None
 
 
 class Snippet(BaseModel):
