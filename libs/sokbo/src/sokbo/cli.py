@@ -71,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = _load(args.config, args.metrics_port)
     names = list(SERVICES) if args.service == "all" else [args.service]
     configure_logging(settings.log_level, service=args.service)
-    asyncio.run(run(settings, names))
+    asyncio.run(run(settings, names, Path(args.config)))
     return 0
 
 

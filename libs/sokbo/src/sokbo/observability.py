@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make
 __all__ = [
     "ALERTS_RAISED",
     "ARTICLES_PARSED",
+    "CONFIG_RELOADS",
     "DEAD_LETTERED",
     "END_TO_END_LATENCY",
     "FEED_POLLS",
@@ -23,6 +24,7 @@ __all__ = [
     "PAGES_FETCHED",
     "PAGE_BYTES",
     "REGISTRY",
+    "RULES_LOADED",
     "SERVICE_UP",
     "metrics_app",
 ]
@@ -58,6 +60,11 @@ END_TO_END_LATENCY = Histogram(
 DEAD_LETTERED = Counter(
     "sokbo_dead_lettered_total", "Entries sent to sokbo.dead-letter, by stage.", ["stage"],
     registry=REGISTRY)
+CONFIG_RELOADS = Counter(
+    "sokbo_config_reloads_total", "Config reloads (file change or SIGHUP), by outcome "
+    "(ok, refused).", ["outcome"], registry=REGISTRY)
+RULES_LOADED = Gauge(
+    "sokbo_rules_loaded", "Rules compiled into keyword-alert's automaton.", registry=REGISTRY)
 SERVICE_UP = Gauge(
     "sokbo_service_up", "1 while the service runs in this process.", ["service"],
     registry=REGISTRY)

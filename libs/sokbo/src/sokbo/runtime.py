@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -39,11 +40,17 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError, ResponseError
 
 from sokbo import streams
-from sokbo.config import Settings
+from sokbo.config import Settings, load_settings
 from sokbo.errors import ConfigError, PermanentError, StartupError
 from sokbo.logs import get_logger
 from sokbo.messages import DeadLettered, Message, encode
-from sokbo.observability import DEAD_LETTERED, REGISTRY, SERVICE_UP, metrics_app
+from sokbo.observability import (
+    CONFIG_RELOADS,
+    DEAD_LETTERED,
+    REGISTRY,
+    SERVICE_UP,
+    metrics_app,
+)
 
 __all__ = ["SERVICES", "ServiceContext", "available_services", "build_app", "run"]
 
@@ -68,6 +75,15 @@ class ServiceContext:
     cleanup: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
     consumed: list[str] = field(default_factory=list)
     instance: str | None = None
+    reloaders: list[Callable[[Settings], None]] = field(default_factory=list)
+
+    def on_reload(self, callback: Callable[[Settings], None]) -> None:
+        """Call *callback* with the new settings whenever the config file is reloaded.
+
+        The callback must be quick and must raise to refuse the new settings (the
+        old ones then stay active); see :func:`watch_config`.
+        """
+        self.reloaders.append(callback)
 
     async def publish(self, message: Message, stream: str) -> None:
         """Append *message* to *stream* (orjson bytes)."""
@@ -194,7 +210,54 @@ async def _check_redis(url: str) -> None:
         await client.aclose()
 
 
-def build_app(settings: Settings, names: list[str]) -> AsgiFastStream:
+async def watch_config(ctx: ServiceContext, path: Path, period: float = 2.0) -> None:
+    """Reload *path* when it changes (checked every *period* s) or on SIGHUP.
+
+    A new config that does not validate, or that a service's reloader refuses, is
+    logged as ``config_reload_refused`` and the running settings stay active.
+    """
+    log = get_logger(config=str(path))
+    wake = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGHUP, wake.set)
+    seen = _stamp(path)
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), period)
+        stamp = _stamp(path)
+        if not wake.is_set() and stamp == seen:
+            continue
+        wake.clear()
+        seen = stamp
+        _reload(ctx, path, log)
+
+
+def _stamp(path: Path) -> tuple[float, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime, stat.st_size
+
+
+def _reload(ctx: ServiceContext, path: Path, log: Any) -> None:
+    try:
+        new = load_settings(path).model_copy(
+            update={"metrics_port": ctx.settings.metrics_port})
+        for callback in ctx.reloaders:
+            callback(new)
+    except Exception as exc:  # a bad file must never stop a running service
+        CONFIG_RELOADS.labels(outcome="refused").inc()
+        log.error("config_reload_refused", error=str(exc), keeping="the running config")
+        return
+    ctx.settings = new
+    CONFIG_RELOADS.labels(outcome="ok").inc()
+    log.info("config_reloaded", rules=len(new.rules), channels=len(new.channels))
+
+
+def build_app(settings: Settings, names: list[str], config_path: Path | None = None
+              ) -> AsgiFastStream:
     """Build one FastStream ASGI app running the services *names* on one broker.
 
     Raises:
@@ -222,6 +285,8 @@ def build_app(settings: Settings, names: list[str]) -> AsgiFastStream:
     async def started() -> None:
         loops = [*ctx.background, lambda: trim_streams(state, list(streams.ALL),
                                                        settings.streams.maxlen)]
+        if config_path is not None and ctx.reloaders:
+            loops.append(lambda: watch_config(ctx, config_path))
         tasks.extend(asyncio.create_task(loop()) for loop in loops)
         for name in names:
             SERVICE_UP.labels(service=name).set(1)
@@ -253,7 +318,7 @@ def build_app(settings: Settings, names: list[str]) -> AsgiFastStream:
     )
 
 
-async def run(settings: Settings, names: list[str]) -> None:
+async def run(settings: Settings, names: list[str], config_path: Path | None = None) -> None:
     """Run services *names* until SIGTERM/SIGINT, serving metrics on ``settings.metrics_port``.
 
     Raises:
@@ -261,7 +326,7 @@ async def run(settings: Settings, names: list[str]) -> None:
     """
     _check_port_free(settings.metrics_port)
     await _check_redis(settings.redis_url)
-    app = build_app(settings, names)
+    app = build_app(settings, names, config_path)
     # uvicorn handles SIGTERM/SIGINT (graceful shutdown), then re-raises the signal to the
     # handler that was installed before it; a no-op one lets the process exit 0.
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -9,23 +9,44 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sokbo import streams
+from sokbo.config import Settings
 from sokbo.logs import get_logger
 from sokbo.matching import RuleSet
 from sokbo.messages import ArticleParsed
-from sokbo.observability import ALERTS_RAISED
+from sokbo.observability import ALERTS_RAISED, RULES_LOADED
 from sokbo.runtime import ServiceContext
 from sokbo_keyword_alert.alerts import build_alert
 
 ALERTED_TTL = 30 * 86400
 
 
+class CompiledRules:
+    """The active rules and their compiled automaton, swapped whole on reload."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.rules = {rule.id: rule for rule in settings.rules}
+        self.ruleset = RuleSet([(r.id, r.query) for r in settings.rules], settings.synonyms)
+        RULES_LOADED.set(len(self.rules))
+
+
 def register(ctx: ServiceContext) -> None:
-    """Compile the config's rules and subscribe to ``sokbo.articles``."""
-    rules = {rule.id: rule for rule in ctx.settings.rules}
-    ruleset = RuleSet([(r.id, r.query) for r in rules.values()], ctx.settings.synonyms)
+    """Compile the config's rules and subscribe to ``sokbo.articles``.
+
+    On a config reload the rules are recompiled off to the side and swapped in one
+    assignment; an article being evaluated finishes with the rules it started with.
+    """
+    active = CompiledRules(ctx.settings)
+
+    def reload(settings: Settings) -> None:
+        nonlocal active
+        active = CompiledRules(settings)
+
+    ctx.on_reload(reload)
 
     async def handle(article: ArticleParsed) -> None:
         log = get_logger(article_id=article.article_id, source_id=article.source_id)
+        compiled = active
+        rules, ruleset = compiled.rules, compiled.ruleset
         matches = ruleset.evaluate(article.title, article.text)
         for match in matches:
             alert = build_alert(article, rules[match.rule_id], match, now=datetime.now(UTC))

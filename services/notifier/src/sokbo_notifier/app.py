@@ -30,6 +30,7 @@ def register(ctx: ServiceContext) -> None:
     """Subscribe the notifier to ``sokbo.alerts`` in the ``notifier`` group."""
     client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
     ctx.cleanup.append(client.aclose)
+    ctx.on_reload(lambda settings: None)  # channels are looked up in ctx.settings
 
     async def deliver(channel: SlackChannel | EmailChannel | ConsoleChannel,
                       alert: AlertRaised) -> None:
@@ -41,36 +42,48 @@ def register(ctx: ServiceContext) -> None:
         else:
             print(console_line(alert), flush=True)
 
-    async def handle(alert: AlertRaised) -> None:
+    async def give_up(alert: AlertRaised, channel_id: str, kind: str, reason: str) -> None:
+        guard = streams.key("delivered", alert.alert_id, channel_id)
+        await ctx.redis.set(guard, "dead-lettered", ex=DELIVERED_TTL)
+        NOTIFICATIONS_SENT.labels(kind=kind, outcome="permanent_error").inc()
+        await ctx.dead_letter("notifier", streams.ALERTS, None, alert.model_dump_json().encode(),
+                              1, f"channel {channel_id}: {reason}")
+
+    async def notify(alert: AlertRaised, channel_id: str) -> bool:
+        """Deliver *alert* to one channel once; return False if it should be retried."""
         log = get_logger(alert_id=alert.alert_id, article_id=alert.article.article_id,
-                         rule_id=alert.rule_id)
-        pending: list[str] = []
-        for channel_id in alert.channels:
-            channel = ctx.settings.channel(channel_id)
-            guard = streams.key("delivered", alert.alert_id, channel_id)
-            if await ctx.redis.exists(guard):
-                NOTIFICATIONS_SENT.labels(kind=channel.kind, outcome="duplicate").inc()
-                continue
-            try:
-                await deliver(channel, alert)
-            except RetryableError as exc:
-                NOTIFICATIONS_SENT.labels(kind=channel.kind, outcome="retryable_error").inc()
-                log.warning("notification_failed", channel_id=channel_id, error=str(exc))
-                pending.append(channel_id)
-                continue
-            except PermanentError as exc:
-                await ctx.redis.set(guard, "dead-lettered", ex=DELIVERED_TTL)
-                NOTIFICATIONS_SENT.labels(kind=channel.kind, outcome="permanent_error").inc()
-                await ctx.dead_letter("notifier", streams.ALERTS, None, alert.model_dump_json()
-                                      .encode(), 1, f"channel {channel_id}: {exc}")
-                continue
-            now = datetime.now(UTC)
-            await ctx.redis.set(guard, now.isoformat(), ex=DELIVERED_TTL)
-            latency = (now - alert.discovered_at).total_seconds()
-            NOTIFICATIONS_SENT.labels(kind=channel.kind, outcome="sent").inc()
-            END_TO_END_LATENCY.labels(kind=channel.kind).observe(latency)
-            log.info("notification_sent", channel_id=channel_id, kind=channel.kind,
-                     latency_s=round(latency, 3), title=alert.article.title)
+                         rule_id=alert.rule_id, channel_id=channel_id)
+        try:
+            channel = ctx.settings.channel(channel_id)  # follows config reloads
+        except KeyError:
+            await give_up(alert, channel_id, "unknown", "not in the notifier's config; add it "
+                          "under channels and reload")
+            return True
+        guard = streams.key("delivered", alert.alert_id, channel_id)
+        if await ctx.redis.exists(guard):
+            NOTIFICATIONS_SENT.labels(kind=channel.kind, outcome="duplicate").inc()
+            return True
+        try:
+            await deliver(channel, alert)
+        except RetryableError as exc:
+            NOTIFICATIONS_SENT.labels(kind=channel.kind, outcome="retryable_error").inc()
+            log.warning("notification_failed", error=str(exc), will_retry=True)
+            return False
+        except PermanentError as exc:
+            await give_up(alert, channel_id, channel.kind, str(exc))
+            return True
+        now = datetime.now(UTC)
+        await ctx.redis.set(guard, now.isoformat(), ex=DELIVERED_TTL)  # first, before all else
+        latency = (now - alert.discovered_at).total_seconds()
+        NOTIFICATIONS_SENT.labels(kind=channel.kind, outcome="sent").inc()
+        END_TO_END_LATENCY.labels(kind=channel.kind).observe(latency)
+        log.info("notification_sent", kind=channel.kind, latency_s=round(latency, 3),
+                 title=alert.article.title)
+        return True
+
+    async def handle(alert: AlertRaised) -> None:
+        pending = [channel_id for channel_id in alert.channels
+                   if not await notify(alert, channel_id)]
         if pending:
             raise RetryableError(f"channels {pending} did not accept alert {alert.alert_id}; "
                                  "left pending for retry")
