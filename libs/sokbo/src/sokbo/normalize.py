@@ -16,8 +16,9 @@ See UAX #15 (Unicode normalisation forms): https://unicode.org/reports/tr15/
 
 from __future__ import annotations
 
+import re
 import unicodedata
-from dataclasses import dataclass
+from bisect import bisect_right
 from functools import lru_cache
 
 __all__ = [
@@ -93,9 +94,26 @@ def _segment_start(text: str, end: int) -> int:
     return j
 
 
-@dataclass(frozen=True, slots=True)
+_DROPPED = "".join(sorted(ZERO_WIDTH | CONNECTORS))
+_KEPT = re.compile("[^\\s" + re.escape(_DROPPED) + "]+")
+_DELETE = {ord(ch): None for ch in _DROPPED}
+_HAS_DELETED = re.compile("[" + re.escape(_DROPPED) + "]")
+
+
+def _drop(folded: str) -> str:
+    """Remove whitespace, zero-width and connector characters (str.split is C-fast)."""
+    kept = "".join(folded.split())
+    return kept.translate(_DELETE) if _HAS_DELETED.search(kept) else kept
+#: characters known to fold one-to-one and compose with nothing: printable ASCII,
+#: Hangul syllables, CJK ideographs, Hiragana and Katakana (not the sound marks)
+_COMMON = re.compile("[\t\n\r\x20-\x7e\uac00-\ud7a3\u4e00-\u9fff\u3041-\u3096\u30a1-\u30fa]+")
+
+
 class Normalized:
     """A string's matching key with a map from each key character to the original.
+
+    The map is built on first use (most texts match nothing, and then only the key
+    is needed).
 
     Attributes:
         original: the text as given.
@@ -104,14 +122,59 @@ class Normalized:
         ends: per key character, the end index (exclusive) of its source span.
     """
 
-    original: str
-    key: str
-    starts: tuple[int, ...]
-    ends: tuple[int, ...]
+    __slots__ = ("_pieces", "_plan", "key", "original")
+
+    def __init__(self, original: str, key: str, plan: list[tuple[int, int, str, bool]]) -> None:
+        self.original = original
+        self.key = key
+        self._plan = plan  # (start, end, folded, is_run) in original order
+        self._pieces: tuple[list[int], list[int], list[int]] | None = None
+
+    def _index(self) -> tuple[list[int], list[int], list[int]]:
+        """Return pieces: key offset, original start, original end (-1: one-to-one run)."""
+        if self._pieces is None:
+            at, starts, ends = [], [], []
+            size = 0
+            for a, b, folded, is_run in self._plan:
+                if is_run:
+                    for match in _KEPT.finditer(folded):
+                        at.append(size)
+                        starts.append(a + match.start())
+                        ends.append(-1)
+                        size += match.end() - match.start()
+                else:
+                    kept = _drop(folded)
+                    if kept:
+                        at.append(size)
+                        starts.append(a)
+                        ends.append(b)
+                        size += len(kept)
+            self._pieces = (at, starts, ends)
+        return self._pieces
+
+    def start_of(self, i: int) -> int:
+        """Return the start (in ``original``) of the span key character *i* came from."""
+        at, starts, ends = self._index()
+        p = bisect_right(at, i) - 1
+        return starts[p] + (i - at[p]) if ends[p] < 0 else starts[p]
+
+    def end_of(self, i: int) -> int:
+        """Return the end (exclusive, in ``original``) of key character *i*'s span."""
+        at, starts, ends = self._index()
+        p = bisect_right(at, i) - 1
+        return starts[p] + (i - at[p]) + 1 if ends[p] < 0 else ends[p]
+
+    @property
+    def starts(self) -> tuple[int, ...]:
+        return tuple(self.start_of(i) for i in range(len(self.key)))
+
+    @property
+    def ends(self) -> tuple[int, ...]:
+        return tuple(self.end_of(i) for i in range(len(self.key)))
 
     def span(self, a: int, b: int) -> tuple[int, int]:
         """Return the ``[start, end)`` of ``original`` that key slice ``[a, b)`` came from."""
-        return self.starts[a], self.ends[b - 1]
+        return self.start_of(a), self.end_of(b - 1)
 
     def char_before(self, a: int) -> str:
         """Return the folded character adjacent before key index *a* ("" at the start).
@@ -119,9 +182,9 @@ class Normalized:
         The neighbour is looked up in the original text, skipping nothing: a space,
         a hyphen or a zero-width character before the match is returned as itself.
         """
-        if a > 0 and self.starts[a - 1] == self.starts[a]:
+        s = self.start_of(a)
+        if a > 0 and self.start_of(a - 1) == s:
             return self.key[a - 1]
-        s = self.starts[a]
         if s == 0:
             return ""
         folded = fold(self.original[_segment_start(self.original, s) : s])
@@ -129,9 +192,9 @@ class Normalized:
 
     def char_after(self, b: int) -> str:
         """Return the folded character adjacent after key slice end *b* ("" at the end)."""
-        if b < len(self.key) and self.starts[b] == self.starts[b - 1]:
+        if b < len(self.key) and self.start_of(b) == self.start_of(b - 1):
             return self.key[b]
-        e = self.ends[b - 1]
+        e = self.end_of(b - 1)
         if e >= len(self.original):
             return ""
         folded = fold(self.original[e : _segment_end(self.original, e)])
@@ -141,26 +204,55 @@ class Normalized:
 def normalize(text: str) -> Normalized:
     """Fold *text* into its matching key and keep the offset map back to *text*.
 
+    Runs of characters that fold one-to-one (ASCII, Hangul syllables, full-width
+    Latin, most punctuation) are folded in one call; only characters that change
+    length or compose with a neighbour (ligatures, ``㈜``, decomposed Hangul,
+    combining marks) are folded one composition segment at a time.
+
     Args:
         text: the original string (title, article text or a query term).
 
     Returns:
-        A :class:`Normalized` whose ``key[i]`` came from ``text[starts[i]:ends[i]]``.
+        A :class:`Normalized` whose ``key[i]`` came from ``text[start_of(i):end_of(i)]``.
     """
-    key: list[str] = []
-    starts: list[int] = []
-    ends: list[int] = []
-    i = 0
-    n = len(text)
-    while i < n:
-        j = _segment_end(text, i)
-        for ch in fold(text[i:j]):
-            if not _drops(ch):
-                key.append(ch)
-                starts.append(i)
-                ends.append(j)
-        i = j
-    return Normalized(text, "".join(key), tuple(starts), tuple(ends))
+    plan: list[tuple[int, int, str, bool]] = []
+    pos = 0
+    special = _special_chars(text)
+    if special is not None:
+        for match in special.finditer(text):
+            start = match.start()
+            while start > pos and _extends(text[start]):
+                start -= 1  # a combining mark composes with the character before it
+            if start < pos:
+                continue  # already folded as part of the previous segment
+            if start > pos:
+                plan.append((pos, start, _fold_run(text[pos:start]), True))
+            pos = _segment_end(text, start)
+            plan.append((start, pos, fold(text[start:pos]), False))
+    if pos < len(text):
+        plan.append((pos, len(text), _fold_run(text[pos:]), True))
+    key = "".join(_drop(folded) for _, _, folded, _ in plan)
+    return Normalized(text, key, plan)
+
+
+def _fold_run(run: str) -> str:
+    """Fold a run of one-to-one characters (uncached: runs are long and rarely repeat)."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", run).casefold())
+
+
+@lru_cache(maxsize=65536)
+def _one_to_one(ch: str) -> bool:
+    """Tell whether *ch* folds to exactly one character and composes with nothing."""
+    return not _extends(ch) and len(fold(ch)) == 1
+
+
+def _special_chars(text: str) -> re.Pattern[str] | None:
+    """Return a pattern matching the characters of *text* that need segment folding."""
+    rare = _COMMON.sub("", text)
+    special = [ch for ch in set(rare) if not _one_to_one(ch)] if rare else []
+    if not special:
+        return None
+    return re.compile("[" + "".join(re.escape(ch) for ch in special) + "]")
 
 
 def key_of(text: str) -> str:
