@@ -205,7 +205,7 @@ def test_pipeline_delivers_each_alert_once_per_channel(world: dict, mode: str) -
         status, metrics = get(pipe.metrics_ports[-1], "/metrics")
         assert status == 200 and b"sokbo_notifications_sent_total" in metrics
         assert get(pipe.metrics_ports[0], "/healthz")[0] == 200
-        assert get(pipe.metrics_ports[0], "/readyz")[0] == 204
+        assert get(pipe.metrics_ports[0], "/readyz")[0] == 200
         assert pipe.stop() == [0] * len(pipe.metrics_ports)
 
         pipe.start()  # a restart re-sends nothing

@@ -11,9 +11,9 @@ from faststream.redis import RedisBroker
 
 from sokbo import streams
 from sokbo.config import Settings
+from sokbo.context import ServiceContext
 from sokbo.errors import RetryableError
 from sokbo.messages import AlertRaised, ArticleSummary, Hit, Snippet
-from sokbo.runtime import ServiceContext
 from sokbo_notifier.app import register
 from tests.servers import SlackServer
 

@@ -14,9 +14,9 @@ from faststream.redis import RedisBroker
 
 from sokbo import streams
 from sokbo.config import Settings
+from sokbo.context import ServiceContext, ensure_groups
 from sokbo.errors import PermanentError
 from sokbo.messages import PageFetched, encode
-from sokbo.runtime import ServiceContext, ensure_groups
 
 pytestmark = pytest.mark.integration
 
@@ -205,3 +205,23 @@ def test_unreachable_redis_is_a_clear_start_up_error(tmp_path, capsys) -> None:
     assert main(["run", "parser", "--config", str(config), "--metrics-port", "0"]) == 1
     err = capsys.readouterr().err
     assert "cannot reach Redis at redis://127.0.0.1/0" in err and "hunter2" not in err
+
+
+async def test_a_vanished_consumer_group_is_recreated(redis_url, redis_client) -> None:
+    from sokbo.runtime import supervise
+
+    got: list[str] = []
+
+    async def handle(message: PageFetched) -> None:
+        got.append(message.url)
+
+    async with replica(redis_url, handle, instance="a") as ctx:
+        watchdog = asyncio.create_task(supervise(ctx, period=0.2))
+        await publish(redis_url, page(1))
+        await wait_for(lambda: got == ["http://x/1"])
+        await redis_client.delete(streams.PAGES)  # as a Redis restart without persistence
+        await asyncio.sleep(1.0)
+        await publish(redis_url, page(2))
+        await wait_for(lambda: got == ["http://x/1", "http://x/2"], timeout=15)
+        watchdog.cancel()
+        await asyncio.gather(watchdog, return_exceptions=True)

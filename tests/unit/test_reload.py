@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from sokbo.config import Settings, load_settings
-from sokbo.runtime import ServiceContext, watch_config
+from sokbo.context import ServiceContext
+from sokbo.runtime import watch_config
 
 RULES = """
 rules:

@@ -4,8 +4,10 @@ Names follow Prometheus conventions: ``sokbo_`` prefix, base units in the name
 (``_seconds``, ``_bytes``, ``_total``), labels with bounded values only (source
 and rule ids come from the config; outcomes from a fixed set).  Consume and
 publish metrics for every stream come from FastStream's
-``RedisPrometheusMiddleware`` (``faststream_*``); the ones here count what the
-middleware cannot see.  See https://prometheus.io/docs/practices/naming/.
+``RedisPrometheusMiddleware``; the ones here count what the
+middleware cannot see.  The middleware is given the ``sokbo`` prefix, so its
+metrics are ``sokbo_received_messages_total``, ``sokbo_published_messages_total``
+and so on, per stream.  See https://prometheus.io/docs/practices/naming/.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ __all__ = [
     "END_TO_END_LATENCY",
     "FEED_POLLS",
     "FETCH_DURATION",
+    "GROUPS_RECREATED",
     "NOTIFICATIONS_SENT",
     "PAGES_FETCHED",
     "PAGE_BYTES",
@@ -65,6 +68,9 @@ CONFIG_RELOADS = Counter(
     "(ok, refused).", ["outcome"], registry=REGISTRY)
 RULES_LOADED = Gauge(
     "sokbo_rules_loaded", "Rules compiled into keyword-alert's automaton.", registry=REGISTRY)
+GROUPS_RECREATED = Counter(
+    "sokbo_consumer_groups_recreated_total", "Subscribers restarted after their consumer "
+    "group vanished (NOGROUP), by stream.", ["stream"], registry=REGISTRY)
 SERVICE_UP = Gauge(
     "sokbo_service_up", "1 while the service runs in this process.", ["service"],
     registry=REGISTRY)

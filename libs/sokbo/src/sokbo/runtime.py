@@ -1,17 +1,12 @@
-"""The shell every service runs in: one broker, consumer groups, claiming, dead letters.
+"""The shell every service runs in: one broker, its consumer groups, health and reload.
 
 A service is a function ``register(ctx: ServiceContext) -> None`` exposed under the
-``sokbo.services`` entry-point group.  It subscribes handlers with
-:meth:`ServiceContext.subscribe` and may add background loops (the crawler's poller).
-:func:`run` builds one FastStream ``RedisBroker`` for the process, registers the
-requested services on it and serves ``/metrics``, ``/healthz`` and ``/readyz``.
-
-Delivery semantics (DESIGN.md): each stream is read through a consumer group named
-after the consuming service; a handler that raises leaves its entry pending
-(``AckPolicy.NACK_ON_ERROR``); a second subscriber in the same group claims entries
-idle longer than ``delivery.claim_idle`` (XAUTOCLAIM); an entry delivered more than
-``delivery.max_deliveries`` times, or failing with :class:`PermanentError`, goes to
-``sokbo.dead-letter`` and is acked.
+``sokbo.services`` entry-point group (see :mod:`sokbo.context`).  :func:`run` builds
+one FastStream ``RedisBroker`` for the process, registers the requested services on
+it and serves ``/metrics``, ``/healthz`` and ``/readyz`` on the metrics port.  While
+it runs it keeps the consumer groups alive (a Redis restart or flush that drops a
+group — NOGROUP — gets it recreated and the subscriber restarted), caps the
+streams, and reloads the config file on change or SIGHUP.
 """
 
 from __future__ import annotations
@@ -21,42 +16,36 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
 import redis.asyncio as aioredis
-from faststream import AckPolicy
-from faststream.asgi import AsgiFastStream, make_ping_asgi
-from faststream.redis import RedisBroker, StreamSub
-from faststream.redis.annotations import RedisStreamMessage
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.redis import RedisBroker
 from faststream.redis.prometheus import RedisPrometheusMiddleware
-from pydantic import ValidationError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from sokbo import streams
 from sokbo.config import Settings, load_settings
-from sokbo.errors import ConfigError, PermanentError, StartupError
+from sokbo.context import ServiceContext, ensure_groups
+from sokbo.errors import ConfigError, StartupError
 from sokbo.logs import get_logger
-from sokbo.messages import DeadLettered, Message, encode
 from sokbo.observability import (
     CONFIG_RELOADS,
-    DEAD_LETTERED,
+    GROUPS_RECREATED,
     REGISTRY,
     SERVICE_UP,
     metrics_app,
 )
 
-__all__ = ["SERVICES", "ServiceContext", "available_services", "build_app", "run"]
+__all__ = ["SERVICES", "available_services", "build_app", "run", "watch_config"]
 
 SERVICES = ("crawler", "parser", "keyword-alert", "notifier")
-M = TypeVar("M", bound=Message)
-Handler = Callable[[Any], Awaitable[None]]
+#: settings a running process cannot change; a reload that changes them says so
+_RESTART_ONLY = ("redis_url", "metrics_port", "streams", "crawler", "delivery", "sources")
 
 
 def available_services() -> dict[str, Any]:
@@ -64,124 +53,43 @@ def available_services() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group="sokbo.services")}
 
 
-@dataclass
-class ServiceContext:
-    """What a service's ``register`` gets: settings, the broker and a Redis client."""
-
-    settings: Settings
-    broker: RedisBroker
-    redis: aioredis.Redis
-    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    cleanup: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
-    consumed: list[str] = field(default_factory=list)
-    instance: str | None = None
-    reloaders: list[Callable[[Settings], None]] = field(default_factory=list)
-
-    def on_reload(self, callback: Callable[[Settings], None]) -> None:
-        """Call *callback* with the new settings whenever the config file is reloaded.
-
-        The callback must be quick and must raise to refuse the new settings (the
-        old ones then stay active); see :func:`watch_config`.
-        """
-        self.reloaders.append(callback)
-
-    async def publish(self, message: Message, stream: str) -> None:
-        """Append *message* to *stream* (orjson bytes)."""
-        await self.broker.publish(encode(message), stream=stream)
-
-    def subscribe(self, stream: str, model: type[M], handler: Callable[[M], Awaitable[None]],
-                  *, service: str) -> None:
-        """Consume *stream* in *service*'s group: a reader and a claimer, both calling *handler*.
-
-        *handler* gets the validated *model*; returning acks the entry, raising
-        :class:`PermanentError` dead-letters and acks it, raising anything else leaves
-        it pending for the claimer (after ``delivery.claim_idle`` seconds).
-        """
-        group = streams.GROUPS[stream]
-        consumer = streams.consumer_name(service, self.instance)
-        claim_ms = int(self.settings.delivery.claim_idle * 1000)
-        self.consumed.append(stream)
-        for sub in (StreamSub(stream, group=group, consumer=consumer, polling_interval=500),
-                    StreamSub(stream, group=group, consumer=f"{consumer}/claimer",
-                              min_idle_time=claim_ms, polling_interval=1000)):
-            self.broker.subscriber(stream=sub, ack_policy=AckPolicy.NACK_ON_ERROR)(
-                self._wrap(stream, group, model, handler, service))
-
-    def _wrap(self, stream: str, group: str, model: type[M],
-              handler: Callable[[M], Awaitable[None]], service: str) -> Handler:
-        log = get_logger(stage=service, stream=stream)
-        max_deliveries = self.settings.delivery.max_deliveries
-
-        async def consume(msg: RedisStreamMessage) -> None:
-            body = msg.body
-            entry_id = msg.raw_message["message_ids"][0].decode()
-            deliveries = await self._deliveries(stream, group, entry_id)
-            if deliveries > max_deliveries:
-                await self.dead_letter(service, stream, entry_id, body, deliveries,
-                                       f"gave up after {deliveries - 1} deliveries")
-                return
-            try:
-                message = model.model_validate_json(body)
-            except ValidationError as exc:
-                await self.dead_letter(service, stream, entry_id, body, deliveries,
-                                       f"invalid {model.__name__}: {exc.errors()[:3]}")
-                return
-            try:
-                await handler(message)
-            except PermanentError as exc:
-                await self.dead_letter(service, stream, entry_id, body, deliveries, str(exc))
-            except Exception as exc:
-                log.warning("entry_left_pending", entry_id=entry_id, deliveries=deliveries,
-                            error=f"{type(exc).__name__}: {exc}")
-                raise
-
-        consume.__name__ = f"{service}_{stream.replace('.', '_').replace('-', '_')}"
-        return consume
-
-    async def _deliveries(self, stream: str, group: str, entry_id: str) -> int:
-        """Return how many times *entry_id* has been delivered to *group* (XPENDING)."""
-        pending = await self.redis.xpending_range(stream, group, min=entry_id, max=entry_id,
-                                                  count=1)
-        return int(pending[0]["times_delivered"]) if pending else 1
-
-    async def dead_letter(self, stage: str, stream: str, entry_id: str | None, body: bytes,
-                          deliveries: int, error: str) -> None:
-        """Append a :class:`DeadLettered` entry for *body* to ``sokbo.dead-letter``."""
-        try:
-            original = orjson.loads(body)
-        except ValueError:
-            original = {"raw": body[:4096].decode("utf-8", "replace")}
-        entry = DeadLettered(stage=stage, stream=stream, entry_id=entry_id, error=error,
-                             deliveries=deliveries, original=original,
-                             failed_at=datetime.now(UTC))
-        await self.publish(entry, streams.DEAD_LETTER)
-        DEAD_LETTERED.labels(stage=stage).inc()
-        get_logger(stage=stage).error("entry_dead_lettered", stream=stream, entry_id=entry_id,
-                                      deliveries=deliveries, error=error)
-
-
-async def ensure_groups(client: aioredis.Redis, stream_names: list[str]) -> None:
-    """Create each stream's consumer group at id 0 (MKSTREAM) unless it exists.
-
-    Created at ``0`` rather than ``$`` so entries written before the consumer's first
-    start are not skipped.
-    """
-    for name in stream_names:
-        try:
-            await client.xgroup_create(name, streams.GROUPS[name], id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-
 async def trim_streams(client: aioredis.Redis, names: list[str], maxlen: int,
                        period: float = 30.0) -> None:
     """Cap each stream in *names* with ``XTRIM MAXLEN ~ maxlen`` every *period* seconds."""
+    log = get_logger()
     while True:
         for name in names:
-            with contextlib.suppress(Exception):
+            try:
                 await client.xtrim(name, maxlen=maxlen, approximate=True)
+            except RedisError as exc:
+                log.warning("stream_trim_failed", stream=name, error=str(exc))
         await asyncio.sleep(period)
+
+
+async def supervise(ctx: ServiceContext, period: float = 2.0) -> None:
+    """Restart any subscriber that stopped, recreating its consumer group first.
+
+    FastStream stops a stream subscriber for good when its group vanished (NOGROUP:
+    Redis restarted without persistence, flushed, or the stream was deleted); this
+    recreates the group at id 0 and starts the subscriber again, once per *period*.
+    """
+    log = get_logger()
+    while True:
+        await asyncio.sleep(period)
+        for subscriber in ctx.broker.subscribers:
+            if subscriber.running:
+                continue
+            stream = subscriber.stream_sub.name
+            try:
+                await ensure_groups(ctx.redis, [stream])
+                await subscriber.start()
+            except (RedisError, OSError) as exc:
+                log.error("subscriber_restart_failed", stream=stream, error=str(exc))
+                continue
+            GROUPS_RECREATED.labels(stream=stream).inc()
+            log.warning("subscriber_restarted", stream=stream,
+                        group=subscriber.stream_sub.group,
+                        reason="consumer group missing (Redis restarted or flushed?)")
 
 
 def _check_port_free(port: int) -> None:
@@ -218,9 +126,7 @@ async def watch_config(ctx: ServiceContext, path: Path, period: float = 2.0) -> 
     """
     log = get_logger(config=str(path))
     wake = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        loop.add_signal_handler(signal.SIGHUP, wake.set)
+    _on_sighup(wake.set)
     seen = _stamp(path)
     while True:
         with contextlib.suppress(TimeoutError):
@@ -251,9 +157,20 @@ def _reload(ctx: ServiceContext, path: Path, log: Any) -> None:
         CONFIG_RELOADS.labels(outcome="refused").inc()
         log.error("config_reload_refused", error=str(exc), keeping="the running config")
         return
+    restart_needed = [key for key in _RESTART_ONLY
+                      if getattr(new, key) != getattr(ctx.settings, key)]
     ctx.settings = new
     CONFIG_RELOADS.labels(outcome="ok").inc()
-    log.info("config_reloaded", rules=len(new.rules), channels=len(new.channels))
+    log.info("config_reloaded", rules=len(new.rules), channels=len(new.channels),
+             synonyms=len(new.synonyms))
+    if restart_needed:
+        log.warning("config_change_needs_restart", keys=restart_needed,
+                    detail="these settings apply at start-up only")
+
+
+def _on_sighup(callback: Callable[[], object]) -> None:
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, callback)
 
 
 def build_app(settings: Settings, names: list[str], config_path: Path | None = None
@@ -268,10 +185,10 @@ def build_app(settings: Settings, names: list[str], config_path: Path | None = N
     if missing:
         raise ConfigError(f"unknown or uninstalled service {missing[0]!r}; "
                           f"choose from {', '.join(SERVICES)} or all")
+    middleware = RedisPrometheusMiddleware(registry=REGISTRY, app_name="sokbo",
+                                           metrics_prefix="sokbo")
     broker = RedisBroker(settings.redis_url, graceful_timeout=10.0, log_level=logging.DEBUG,
-                         middlewares=[RedisPrometheusMiddleware(registry=REGISTRY,
-                                                                app_name="sokbo")],
-                         logger=get_logger(component="faststream"))
+                         middlewares=[middleware], logger=get_logger(component="faststream"))
     state = aioredis.from_url(settings.redis_url)
     ctx = ServiceContext(settings=settings, broker=broker, redis=state)
     for name in names:
@@ -283,11 +200,16 @@ def build_app(settings: Settings, names: list[str], config_path: Path | None = N
         await ensure_groups(state, sorted(set(ctx.consumed)))
 
     async def started() -> None:
-        loops = [*ctx.background, lambda: trim_streams(state, list(streams.ALL),
-                                                       settings.streams.maxlen)]
+        loops = [*ctx.background, lambda: supervise(ctx),
+                 lambda: trim_streams(state, list(streams.ALL), settings.streams.maxlen)]
         if config_path is not None and ctx.reloaders:
             loops.append(lambda: watch_config(ctx, config_path))
-        tasks.extend(asyncio.create_task(loop()) for loop in loops)
+        else:
+            _on_sighup(lambda: log.info("sighup_ignored", reason="nothing to reload here"))
+        for loop in loops:
+            task = asyncio.create_task(loop())
+            task.add_done_callback(_report_crash)
+            tasks.append(task)
         for name in names:
             SERVICE_UP.labels(service=name).set(1)
         log.info("service_started", services=names, metrics_port=settings.metrics_port)
@@ -303,19 +225,33 @@ def build_app(settings: Settings, names: list[str], config_path: Path | None = N
         await state.aclose()
         log.info("service_stopped", services=names)
 
-    async def healthz(scope, receive, send) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/plain")]})
-        await send({"type": "http.response.body", "body": b"ok\n"})
+    @get(include_in_schema=False)
+    async def healthz(scope: Any) -> AsgiResponse:
+        return AsgiResponse(b"ok\n", 200)
+
+    @get(include_in_schema=False)
+    async def readyz(scope: Any) -> AsgiResponse:
+        problems = [f"task {t.get_name()} stopped" for t in tasks if t.done()]
+        problems += [f"subscriber {s.stream_sub.name} stopped"
+                     for s in broker.subscribers if not s.running]
+        if not await broker.ping(2.0):
+            problems.append("Redis does not answer")
+        return AsgiResponse(("\n".join(problems) or "ready").encode() + b"\n",
+                            503 if problems else 200)
 
     return AsgiFastStream(
         broker,
-        asgi_routes=[("/metrics", metrics_app()), ("/healthz", healthz),
-                     ("/readyz", make_ping_asgi(broker, timeout=2.0))],
+        asgi_routes=[("/metrics", metrics_app()), ("/healthz", healthz), ("/readyz", readyz)],
         on_startup=[startup], after_startup=[started],
         on_shutdown=[shutdown], after_shutdown=[stopped],
         logger=None,
     )
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        get_logger().error("background_task_crashed", task=task.get_name(),
+                           error=repr(task.exception()))
 
 
 async def run(settings: Settings, names: list[str], config_path: Path | None = None) -> None:

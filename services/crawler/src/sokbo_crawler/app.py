@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from sokbo import streams
-from sokbo.runtime import ServiceContext
+from sokbo.context import ServiceContext
 from sokbo_crawler.fetch import Fetcher
 from sokbo_crawler.poller import Poller
 

@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 
 from sokbo import streams
 from sokbo.config import Settings
+from sokbo.context import ServiceContext
 from sokbo.logs import get_logger
 from sokbo.matching import RuleSet
 from sokbo.messages import ArticleParsed
 from sokbo.observability import ALERTS_RAISED, RULES_LOADED
-from sokbo.runtime import ServiceContext
 from sokbo_keyword_alert.alerts import build_alert
 
 ALERTED_TTL = 30 * 86400

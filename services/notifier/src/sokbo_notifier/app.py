@@ -14,11 +14,11 @@ import httpx
 
 from sokbo import streams
 from sokbo.config import ConsoleChannel, EmailChannel, SlackChannel
+from sokbo.context import ServiceContext
 from sokbo.errors import PermanentError, RetryableError
 from sokbo.logs import get_logger
 from sokbo.messages import AlertRaised
 from sokbo.observability import END_TO_END_LATENCY, NOTIFICATIONS_SENT
-from sokbo.runtime import ServiceContext
 from sokbo_notifier.render import console_line, email_message, slack_payload
 from sokbo_notifier.slack import deliver_slack
 from sokbo_notifier.smtp import send_email

@@ -6,11 +6,11 @@ import asyncio
 from datetime import UTC, datetime
 
 from sokbo import streams
+from sokbo.context import ServiceContext
 from sokbo.errors import PermanentError
 from sokbo.logs import get_logger
 from sokbo.messages import PageFetched
 from sokbo.observability import ARTICLES_PARSED
-from sokbo.runtime import ServiceContext
 from sokbo_parser.article import build_article
 from sokbo_parser.decode import decode_html
 from sokbo_parser.extract import extract_article
