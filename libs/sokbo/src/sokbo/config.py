@@ -30,7 +30,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sokbo.errors import ConfigError, QuerySyntaxError
 
@@ -177,6 +177,22 @@ class ConsoleChannel(_Strict):
 Channel = Annotated[SlackChannel | EmailChannel | ConsoleChannel, Field(discriminator="kind")]
 
 
+#: the only environment variables that override the file, and the setting each sets
+ENV_OVERRIDES = {"REDIS_URL": "redis_url", "SOKBO_LOG_LEVEL": "log_level",
+                 "SOKBO_METRICS_PORT": "metrics_port"}
+
+
+class _Overrides(PydanticBaseSettingsSource):
+    """Read exactly the variables in ENV_OVERRIDES (a stray ``RULES=`` must not count)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {name: os.environ[var] for var, name in ENV_OVERRIDES.items()
+                if os.environ.get(var)}
+
+
 class Settings(BaseSettings):
     """The whole validated configuration of a sokbo installation."""
 
@@ -185,8 +201,8 @@ class Settings(BaseSettings):
     )
 
     redis_url: str = Field("redis://localhost:6379/0")
-    metrics_port: int = Field(9464, ge=0, le=65535, validation_alias="sokbo_metrics_port")
-    log_level: str = Field("info", validation_alias="sokbo_log_level")
+    metrics_port: int = Field(9464, ge=0, le=65535)
+    log_level: str = "info"
     streams: StreamSettings = StreamSettings()
     crawler: CrawlerSettings = CrawlerSettings()
     delivery: DeliverySettings = DeliverySettings()
@@ -196,9 +212,9 @@ class Settings(BaseSettings):
     channels: list[Channel] = Field(default_factory=list)
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, *_, **__):
-        # environment first (REDIS_URL, SOKBO_LOG_LEVEL, SOKBO_METRICS_PORT), then the file
-        return (env_settings, init_settings)
+    def settings_customise_sources(cls, settings_cls, init_settings, *_, **__):
+        # the environment overrides only ENV_OVERRIDES (see _Overrides), then the file
+        return (_Overrides(settings_cls), init_settings)
 
     @field_validator("log_level")
     @classmethod
@@ -277,17 +293,17 @@ def _format_validation(where: str, error: ValidationError, data: Mapping[str, An
             what = f"{item['input']!r} {what}"
         else:
             what = item["msg"].removeprefix("Value error, ")
-        lines.append(f"{where}: {path or '(top level)'}: {what}")
+        source = next((f" (from the environment variable {var})" for var, name
+                       in ENV_OVERRIDES.items() if name == path and os.environ.get(var)), "")
+        lines.append(f"{where}: {path or '(top level)'}{source}: {what}")
     return "\n".join(lines)
 
 
-def load_settings(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
-                  ) -> Settings:
+def load_settings(path: str | os.PathLike[str]) -> Settings:
     """Read, substitute and validate the YAML configuration at *path*.
 
     Args:
         path: the YAML file.
-        environ: unused hook kept for tests; the process environment is used.
 
     Returns:
         the validated :class:`Settings`.
@@ -301,6 +317,13 @@ def load_settings(path: str | os.PathLike[str], *, environ: Mapping[str, str] | 
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{where}: no such file; pass --config or set SOKBO_CONFIG") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{where}: is a directory; pass the YAML file itself") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+                          ) from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
