@@ -17,7 +17,7 @@ check-config:  ## validate CONFIG (default config/korea.example.yaml)
 	scripts/bootstrap.sh && .venv/bin/sokbo check-config $(or $(CONFIG),config/korea.example.yaml)
 
 stop-redis:  ## stop the redis-server `make run`/`make test` started under .run/
-	-[ -f .run/redis/redis.pid ] && kill $$(cat .run/redis/redis.pid)
+	@if [ -f .run/redis/redis.pid ] && kill $$(cat .run/redis/redis.pid) 2>/dev/null; then echo stopped; else echo "no redis-server of ours is running"; fi; rm -f .run/redis/port .run/redis/started-here
 
 clean:
 	rm -rf .venv .run .pytest_cache

@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # `make test`: install, find or start Redis, run unit, integration and end-to-end tests.
-# Tests use Redis database 13 of the Redis found (they empty it), or
-# $SOKBO_TEST_REDIS_URL if set; pass pytest
-# arguments through PYTEST_ARGS, e.g. make test PYTEST_ARGS="-k matching".
+# Tests use database 13 of the Redis found (they empty it), or $SOKBO_TEST_REDIS_URL.
+# PYTEST_ARGS replaces the default `tests`, e.g. PYTEST_ARGS="tests/unit -k matching".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
+started=""
 if [[ -z "${SOKBO_TEST_REDIS_URL:-}" ]]; then
   redis_url=$(scripts/ensure_redis.sh)
-  export SOKBO_TEST_REDIS_URL="${redis_url%/*}/13"
+  [[ -f .run/redis/started-here ]] && started=yes
+  SOKBO_TEST_REDIS_URL=$(scripts/with_db.sh "$redis_url" 13)
+  export SOKBO_TEST_REDIS_URL
 fi
-exec .venv/bin/python -m pytest tests ${PYTEST_ARGS:-}
+status=0
+# shellcheck disable=SC2086
+.venv/bin/python -m pytest ${PYTEST_ARGS:-tests} || status=$?
+if [[ -n $started && -f .run/redis/redis.pid ]]; then
+  kill "$(cat .run/redis/redis.pid)" 2>/dev/null || true
+  rm -f .run/redis/started-here .run/redis/port
+fi
+exit $status

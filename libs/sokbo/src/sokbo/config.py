@@ -252,22 +252,21 @@ class Settings(BaseSettings):
         raise KeyError(channel_id)
 
 
-def _substitute(value: Any, path: str, where: str) -> Any:
+def _substitute(value: Any, path: str, missing: list[str]) -> Any:
+    """Replace ``${NAME}`` in every string of *value*; record unset names in *missing*."""
     if isinstance(value, str):
         def repl(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in os.environ:
-                raise ConfigError(
-                    f"{where}: {path}: environment variable {name} is not set; "
-                    f"export {name}=... before starting (secrets are never written in the file)"
-                )
+                missing.append(f"{path}: environment variable {name} is not set")
+                return ""
             return os.environ[name]
         return _ENV_REF.sub(repl, value)
     if isinstance(value, Mapping):
-        return {k: _substitute(v, f"{path}.{k}" if path else str(k), where)
+        return {k: _substitute(v, f"{path}.{k}" if path else str(k), missing)
                 for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, f"{path}[{i}]", where) for i, v in enumerate(value)]
+        return [_substitute(v, f"{path}[{i}]", missing) for i, v in enumerate(value)]
     return value
 
 
@@ -295,7 +294,7 @@ def _format_validation(where: str, error: ValidationError, data: Mapping[str, An
             what = item["msg"].removeprefix("Value error, ")
         source = next((f" (from the environment variable {var})" for var, name
                        in ENV_OVERRIDES.items() if name == path and os.environ.get(var)), "")
-        lines.append(f"{where}: {path or '(top level)'}{source}: {what}")
+        lines.append(f"{where}: {path}{source}: {what}" if path else f"{where}: {what}")
     return "\n".join(lines)
 
 
@@ -333,7 +332,11 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: the top level must be a mapping of keys "
                           "(redis_url:, sources:, rules:, …)")
-    data = _substitute(raw, "", where)
+    missing: list[str] = []
+    data = _substitute(raw, "", missing)
+    if missing:
+        raise ConfigError("\n".join(f"{where}: {line}" for line in missing) + "\n"
+                          "export each before starting (secrets are never written in the file)")
     try:
         return Settings(**data)
     except ValidationError as exc:

@@ -15,7 +15,7 @@ import sys
 import orjson
 import structlog
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["configure_logging", "get_library_logger", "get_logger"]
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
@@ -63,3 +63,17 @@ def configure_logging(level: str = "info", *, service: str, json: bool | None = 
 def get_logger(**bind: object) -> structlog.typing.FilteringBoundLogger:
     """Return a structlog logger with *bind* key/values on every event."""
     return structlog.get_logger().bind(**bind)
+
+
+def get_library_logger(component: str, level: int = logging.WARNING
+                       ) -> structlog.typing.FilteringBoundLogger:
+    """Return a logger for a library's own messages (FastStream's per-message chatter).
+
+    It writes through the same processors as every sokbo event but drops anything
+    below *level* (default WARNING), whatever the service's log level.
+    """
+    config = structlog.get_config()
+    return structlog.wrap_logger(
+        config["logger_factory"](), processors=config["processors"],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+    ).bind(component=component)

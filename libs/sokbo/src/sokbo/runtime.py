@@ -32,7 +32,7 @@ from sokbo import streams
 from sokbo.config import Settings, load_settings
 from sokbo.context import ServiceContext, ensure_groups
 from sokbo.errors import ConfigError, StartupError
-from sokbo.logs import get_logger
+from sokbo.logs import get_library_logger, get_logger
 from sokbo.observability import (
     CONFIG_RELOADS,
     GROUPS_RECREATED,
@@ -188,7 +188,7 @@ def build_app(settings: Settings, names: list[str], config_path: Path | None = N
     middleware = RedisPrometheusMiddleware(registry=REGISTRY, app_name="sokbo",
                                            metrics_prefix="sokbo")
     broker = RedisBroker(settings.redis_url, graceful_timeout=10.0, log_level=logging.DEBUG,
-                         middlewares=[middleware], logger=get_logger(component="faststream"))
+                         middlewares=[middleware], logger=get_library_logger("faststream"))
     state = aioredis.from_url(settings.redis_url)
     ctx = ServiceContext(settings=settings, broker=broker, redis=state)
     for name in names:
