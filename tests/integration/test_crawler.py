@@ -98,3 +98,74 @@ async def test_a_failing_source_does_not_stop_the_others(site, redis_client) -> 
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     assert len(recorder.pages) == 3
+
+
+@pytest.fixture
+def bomb_server():
+    import gzip
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bomb = gzip.compress(b"\0" * (50 * 1024 * 1024))  # 50 MB that packs to ~50 KB
+    bodies = {"/bomb": (bomb, "gzip"), "/double": (gzip.compress(bomb), "gzip, gzip"),
+              "/ok": (gzip.compress(PAGE.format("소버린 AI").encode()), "gzip")}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body, coding = bodies[self.path]
+            self.send_response(200)
+            self.send_header("Content-Encoding", coding)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+async def test_decompression_bombs_are_refused_without_inflating_them(bomb_server) -> None:
+    import resource
+
+    from sokbo.errors import PermanentError
+    from sokbo_crawler.fetch import TooLargeError
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    async with Fetcher.client(5) as http:
+        fetcher = Fetcher(http, max_body_bytes=5 * 1024 * 1024, per_host_delay=0)
+        assert "소버린 AI".encode() in (await fetcher.get(f"{bomb_server}/ok")).body
+        with pytest.raises(TooLargeError):
+            await fetcher.get(f"{bomb_server}/bomb")
+        with pytest.raises(PermanentError, match="only one of gzip or deflate"):
+            await fetcher.get(f"{bomb_server}/double")
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 30, f"peak memory grew by {grown_mb:.0f} MB"
+
+
+async def test_a_bad_link_does_not_block_the_rest_of_the_feed(tmp_path, redis_client) -> None:
+    site = NewsSite(tmp_path)
+    site.add_page("good.html", PAGE.format("기사").encode())
+    feed = ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>'
+            "<item><title>bad</title><link>http://[::1/x</link></item>"
+            "<item><title>script</title><link>javascript:alert(1)</link></item>"
+            "<item><title>good</title><link>{{BASE}}/news/good.html</link></item>"
+            "</channel></rss>")
+    (tmp_path / "feeds").mkdir()
+    (tmp_path / "feeds" / "feed.xml").write_text(feed, encoding="utf-8")
+    site.start()
+    try:
+        recorder = Recorder()
+        async with Fetcher.client(5) as http:
+            poller = await make_poller(redis_client, recorder, http)
+            await poller.poll(Source(id="mixed", url=f"{site.base}/feeds/feed.xml"))
+            assert [p.url for p in recorder.pages] == [f"{site.base}/news/good.html"]
+            assert len(recorder.dead) == 1  # the malformed link, dead-lettered once, then seen
+            assert "Invalid IPv6 URL" in recorder.dead[0][-1]  # (javascript: is no article)
+            assert await poller.poll(Source(id="mixed", url=f"{site.base}/feeds/feed.xml")) == 0
+            assert len(recorder.dead) == 1
+    finally:
+        site.stop()

@@ -91,9 +91,9 @@ class CrawlerSettings(_Strict):
 
     allow_private_networks: bool = False
     per_host_delay: NonNegativeSeconds = 1.0
-    timeout: Seconds = 15.0
+    timeout: Seconds = 15.0  # read timeout; a whole fetch may take twice this
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
-    user_agent: str | None = None
+    user_agent: str | None = None  # default: sokbo/VERSION (+project URL)
 
 
 class DeliverySettings(_Strict):
@@ -142,7 +142,6 @@ class SlackChannel(_Strict):
     id: Identifier
     kind: Literal["slack"]
     webhook_url: Annotated[str, Field(pattern=r"^https?://")]
-    max_per_second: float = Field(1.0, gt=0)
 
 
 class EmailChannel(_Strict):

@@ -15,9 +15,10 @@ def register(ctx: ServiceContext) -> None:
     settings = ctx.settings.crawler
 
     async def run() -> None:
-        async with Fetcher.client(settings.timeout) as client:
+        async with Fetcher.client(settings.timeout, settings.user_agent) as client:
             fetcher = Fetcher(client, max_body_bytes=settings.max_body_bytes,
-                              per_host_delay=settings.per_host_delay)
+                              per_host_delay=settings.per_host_delay,
+                              deadline=2 * settings.timeout)
             poller = Poller(ctx.redis, fetcher,
                             lambda page: ctx.publish(page, streams.PAGES),
                             ctx.dead_letter, settings)

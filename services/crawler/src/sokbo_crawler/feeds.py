@@ -132,5 +132,8 @@ def _entry_link(entry: feedparser.FeedParserDict, base: str) -> str | None:
         links = [entry["link"]]
     if not links:
         return None
-    absolute = urljoin(base, links[0].strip())
+    try:
+        absolute = urljoin(base, links[0].strip())
+    except ValueError:  # malformed (e.g. "http://[::1/x"): the fetch reports and records it
+        absolute = links[0].strip()
     return absolute if absolute.startswith(("http://", "https://")) else None

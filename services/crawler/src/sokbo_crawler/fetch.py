@@ -1,15 +1,20 @@
 """HTTP fetching for the crawler: one place for limits, politeness and error classes.
 
-httpx does the HTTP (https://www.python-httpx.org).  Each response body is read as a
-stream and refused past ``max_body_bytes`` *after* decompression, so a gzip bomb is an
-error, not an out-of-memory.  Requests to one host are serialised in this process
-and spaced by ``per_host_delay`` seconds.
+httpx does the HTTP (https://www.python-httpx.org).  Bodies are read raw and
+decompressed here, chunk by chunk with an output limit, so a response is refused
+as soon as it passes ``max_body_bytes`` *after* decompression: a gzip bomb is an
+error, not an out-of-memory (httpx's own decoding inflates a whole network chunk
+first).  Only gzip and deflate are asked for (RFC 9110 §8.4), and a single coding
+is accepted.  Each request has an overall deadline of twice the read timeout, so
+a server trickling bytes cannot hold a host forever.  Requests to one host are
+serialised in this process and spaced by ``per_host_delay`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -48,18 +53,20 @@ class Fetcher:
     """GET URLs with a size cap, timeouts, redirects and per-host serialisation."""
 
     def __init__(self, client: httpx.AsyncClient, *, max_body_bytes: int,
-                 per_host_delay: float) -> None:
+                 per_host_delay: float, deadline: float = 30.0) -> None:
         self._client = client
         self._max = max_body_bytes
         self._delay = per_host_delay
+        self._deadline = deadline
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._last: dict[str, float] = {}
 
     @staticmethod
-    def client(timeout: float) -> httpx.AsyncClient:
+    def client(timeout: float, agent: str | None = None) -> httpx.AsyncClient:
         """Return an httpx client with sokbo's User-Agent, redirects (≤5) and timeouts."""
         return httpx.AsyncClient(
-            headers={"User-Agent": user_agent(), "Accept-Language": "ko,en;q=0.5"},
+            headers={"User-Agent": agent or user_agent(), "Accept-Language": "ko,en;q=0.5",
+                     "Accept-Encoding": "gzip, deflate"},
             follow_redirects=True, max_redirects=5,
             timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)))
 
@@ -71,13 +78,19 @@ class Fetcher:
             PermanentError: any other non-2xx status, a non-HTTP URL.
             TooLargeError: the decompressed body exceeds the cap.
         """
-        host = urlsplit(url).hostname or ""
+        try:
+            host = urlsplit(url).hostname or ""
+        except ValueError as exc:
+            raise PermanentError(f"invalid URL {url!r}: {exc}") from None
         async with self._locks[host]:
             wait = self._last.get(host, 0.0) + self._delay - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             try:
-                return await self._get(url)
+                async with asyncio.timeout(self._deadline):
+                    return await self._get(url)
+            except TimeoutError:
+                raise RetryableError(f"{url} took longer than {self._deadline:g} s") from None
             finally:
                 self._last[host] = time.monotonic()
 
@@ -94,7 +107,7 @@ class Fetcher:
                 if response.status_code >= 300:
                     raise PermanentError(f"HTTP {response.status_code} from {url}")
                 body = await self._read_capped(response, url)
-        except httpx.UnsupportedProtocol as exc:
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL, UnicodeError, ValueError) as exc:
             raise PermanentError(f"cannot fetch {url}: {exc}") from None
         except httpx.TooManyRedirects:
             raise PermanentError(f"more than 5 redirects from {url}") from None
@@ -110,11 +123,45 @@ class Fetcher:
         if declared and declared.isdigit() and int(declared) > self._max:
             raise TooLargeError(f"{url} declares {declared} bytes, over the "
                                 f"{self._max}-byte cap")
+        if response.is_stream_consumed:  # already in memory (httpx.MockTransport, tests)
+            if len(response.content) > self._max:
+                raise TooLargeError(f"{url} is over the {self._max}-byte cap")
+            return response.content
+        inflate = _decompressor(response.headers.get("content-encoding", ""), url)
         chunks, size = [], 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > self._max:
-                raise TooLargeError(f"{url} is over the {self._max}-byte cap "
-                                    "(after decompression)")
-            chunks.append(chunk)
+        async for raw in response.aiter_raw():
+            for chunk in inflate(raw, self._max - size + 1):
+                size += len(chunk)
+                if size > self._max:
+                    raise TooLargeError(f"{url} is over the {self._max}-byte cap "
+                                        "(after decompression)")
+                chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _decompressor(coding: str, url: str):
+    """Return ``inflate(data, limit)`` yielding decoded chunks, each at most *limit* long."""
+    coding = coding.strip().lower()
+    if coding in ("", "identity"):
+        return lambda data, limit: [data]
+    if coding not in ("gzip", "x-gzip", "deflate"):
+        raise PermanentError(f"{url} sent Content-Encoding {coding!r}; only one of gzip "
+                             "or deflate is accepted")
+    # 47: gzip or zlib header, auto-detected; deflate is zlib-wrapped (RFC 9110 §8.4.1.2)
+    engine = zlib.decompressobj(47 if coding != "deflate" else 15)
+
+    def inflate(data: bytes, limit: int) -> list[bytes]:
+        out = []
+        try:
+            while data:
+                piece = engine.decompress(data, max(1, limit))
+                out.append(piece)
+                limit -= len(piece)
+                if limit <= 0:
+                    break
+                data = engine.unconsumed_tail
+        except zlib.error as exc:
+            raise PermanentError(f"{url}: corrupt {coding} body ({exc})") from None
+        return out
+
+    return inflate

@@ -18,6 +18,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import orjson
 import redis.asyncio as aioredis
@@ -71,28 +72,38 @@ class Poller:
     async def poll(self, source: Source) -> int:
         """Fetch *source*'s feed once and publish pages of unseen entries; return how many.
 
+        One entry's failure never stops the others: a retryable one is retried next
+        poll (after a 429 or 503 the rest of that host waits for the next poll too),
+        a permanent one is dead-lettered and marked seen.
+
         Raises:
             RetryableError, PermanentError: the feed itself could not be fetched or read.
         """
         with FETCH_DURATION.labels(kind="feed").time():
             result = await self._fetcher.get(source.url)
-        feed = parse_feed(result.body, url=result.final_url, http_charset=result.charset)
+        feed = await asyncio.to_thread(parse_feed, result.body, url=result.final_url,
+                                       http_charset=result.charset)
         seen_key = streams.key("seen", source.id)
         await self._redis.zremrangebyscore(seen_key, 0, time.time() - SEEN_TTL)
-        published = 0
+        published, throttled = 0, set()
         for entry in feed.entries:
-            if await self._redis.zscore(seen_key, entry.url) is not None:
+            host = _host(entry.url)
+            if host in throttled or await self._redis.zscore(seen_key, entry.url) is not None:
                 continue
             claim = streams.key("fetching", source.id, entry.url)
             if not await self._redis.set(claim, "1", nx=True, ex=CLAIM_TTL):
-                continue
+                continue  # another replica is fetching it
             try:
+                if await self._redis.zscore(seen_key, entry.url) is not None:
+                    continue  # another replica finished it between our two looks
                 if await self._fetch_entry(source, feed.title, entry):
                     published += 1
                 await self._redis.zadd(seen_key, {entry.url: time.time()}, nx=True)
             except RetryableError as exc:
                 get_logger(source_id=source.id).warning(
                     "page_fetch_failed", url=entry.url, error=str(exc), will_retry=True)
+                if exc.retry_after is not None:
+                    throttled.add(host)
             finally:
                 await self._redis.delete(claim)
         return published
@@ -107,11 +118,13 @@ class Poller:
         except RetryableError:
             PAGES_FETCHED.labels(source_id=source.id, outcome="network_error").inc()
             raise
-        except PermanentError as exc:
-            outcome = "too_large" if isinstance(exc, TooLargeError) else "http_error"
+        except Exception as exc:  # PermanentError, or anything a bad link can raise
+            outcome = ("too_large" if isinstance(exc, TooLargeError)
+                       else "http_error" if isinstance(exc, PermanentError) else "error")
             PAGES_FETCHED.labels(source_id=source.id, outcome=outcome).inc()
             original = orjson.dumps({"url": entry.url, "source_id": source.id})
-            await self._dead_letter("crawler", streams.PAGES, None, original, 1, str(exc))
+            await self._dead_letter("crawler", streams.PAGES, None, original, 1,
+                                    f"{type(exc).__name__}: {exc}")
             return False
         PAGES_FETCHED.labels(source_id=source.id, outcome="ok").inc()
         PAGE_BYTES.observe(len(page.body))
@@ -125,3 +138,10 @@ class Poller:
         log.info("page_fetched", bytes=len(page.body), status=page.status,
                  final_url=page.final_url, fetch_s=round(page.elapsed, 3))
         return True
+
+
+def _host(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname
+    except ValueError:  # e.g. "http://[::1/x": the fetch reports it properly
+        return None
