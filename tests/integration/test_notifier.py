@@ -86,3 +86,36 @@ async def test_a_channel_that_keeps_failing_leaves_the_alert_pending(redis_url) 
         for close in ctx.cleanup:
             await close()
         await ctx.redis.aclose()
+
+
+async def test_a_claimer_does_not_post_while_another_delivery_is_in_flight(redis_url) -> None:
+    import threading
+
+    gate = threading.Event()
+    slack = SlackServer()
+    webhook = slack.start()
+    original = slack._server.RequestHandlerClass.do_POST
+
+    def slow_post(handler) -> None:  # the webhook answers only once the claimer has tried
+        gate.wait(10)
+        original(handler)
+
+    slack._server.RequestHandlerClass.do_POST = slow_post
+    first_ctx, first = await notifier(redis_url, webhook)
+    second_ctx, second = await notifier(redis_url, webhook)
+    try:
+        in_flight = asyncio.create_task(first(alert()))
+        await asyncio.sleep(0.3)
+        with pytest.raises(RetryableError):  # the claimer backs off: left pending
+            await second(alert())
+        gate.set()
+        await in_flight
+        await second(alert())  # the claimer's later retry sees it sent
+    finally:
+        gate.set()
+        slack.stop()
+        for ctx in (first_ctx, second_ctx):
+            for close in ctx.cleanup:
+                await close()
+            await ctx.redis.aclose()
+    assert len(slack.posts) == 1

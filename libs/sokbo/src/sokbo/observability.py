@@ -37,11 +37,12 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600)
 
 FEED_POLLS = Counter(
-    "sokbo_feed_polls_total", "Feed polls by source and outcome (ok, error, not_modified).",
+    "sokbo_feed_polls_total", "Feed polls by source and outcome (ok, error).",
     ["source_id", "outcome"], registry=REGISTRY)
 PAGES_FETCHED = Counter(
     "sokbo_pages_fetched_total", "Article page fetches by source and outcome "
-    "(ok, http_error, too_large, network_error).", ["source_id", "outcome"], registry=REGISTRY)
+    "(ok, http_error, too_large, network_error, error).", ["source_id", "outcome"],
+    registry=REGISTRY)
 FETCH_DURATION = Histogram(
     "sokbo_fetch_duration_seconds", "Time to fetch one feed or page, by kind (feed, page).",
     ["kind"], registry=REGISTRY)
@@ -50,7 +51,7 @@ PAGE_BYTES = Histogram(
     buckets=(1e4, 5e4, 1e5, 2.5e5, 5e5, 1e6, 2.5e6, 5e6), registry=REGISTRY)
 ARTICLES_PARSED = Counter(
     "sokbo_articles_parsed_total", "Pages handled by the parser, by outcome "
-    "(ok, no_text, error).", ["outcome"], registry=REGISTRY)
+    "(ok, no_text).", ["outcome"], registry=REGISTRY)
 ALERTS_RAISED = Counter(
     "sokbo_alerts_raised_total", "Alerts raised, by rule.", ["rule_id"], registry=REGISTRY)
 NOTIFICATIONS_SENT = Counter(

@@ -7,10 +7,10 @@ from datetime import datetime
 from urllib.parse import urlsplit, urlunsplit
 
 from sokbo.messages import ArticleParsed, PageFetched, article_id_for
-from sokbo_parser.decode import DecodedPage
-from sokbo_parser.extract import ExtractedArticle
+from sokbo_parser.decode import DecodedPage, decode_html
+from sokbo_parser.extract import ExtractedArticle, extract_article
 
-__all__ = ["build_article", "canonical_url"]
+__all__ = ["build_article", "canonical_url", "parse_page"]
 
 
 def canonical_url(url: str) -> str:
@@ -45,3 +45,14 @@ def build_article(page: PageFetched, decoded: DecodedPage, extracted: ExtractedA
         published_at=extracted.published_at or page.entry_published,
         encoding=decoded.encoding, content_hash=content_hash,
         discovered_at=page.discovered_at, fetched_at=page.fetched_at, parsed_at=now)
+
+
+def parse_page(page: PageFetched, *, now: datetime) -> tuple[ArticleParsed, DecodedPage]:
+    """Decode, extract and assemble *page* (CPU-bound: callers run it off the event loop).
+
+    Raises:
+        PermanentError: the page holds no article text (empty, binary, a listing).
+    """
+    decoded = decode_html(page.body, page.charset)
+    extracted = extract_article(decoded.text, page.final_url)
+    return build_article(page, decoded, extracted, now=now), decoded
