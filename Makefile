@@ -1,5 +1,5 @@
 # sokbo: two commands on a fresh machine — `make run` (the demo) and `make test`.
-.PHONY: install run test lint check-config stop-redis clean
+.PHONY: install run test bench lint check-config stop-redis clean
 
 install:  ## install uv (if missing) and the locked workspace into .venv
 	scripts/bootstrap.sh
@@ -21,3 +21,6 @@ stop-redis:  ## stop the redis-server `make run`/`make test` started under .run/
 
 clean:
 	rm -rf .venv .run .pytest_cache
+
+bench:  ## benchmarks: figures printed and written to BENCHMARKS.md
+	scripts/bootstrap.sh && .venv/bin/python bench/matching.py --out BENCHMARKS.md

@@ -18,13 +18,13 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import ahocorasick
 
 from sokbo.messages import Hit
-from sokbo.normalize import is_latin_alnum, key_of, normalize
+from sokbo.normalize import Normalized, is_latin_alnum, key_of, normalize
 from sokbo.query import Near, Node, Not, Or, Term, parse_query, terms_of
 from sokbo.snippets import make_snippets
 
@@ -48,23 +48,46 @@ class RuleMatch:
 class _Rule:
     rule_id: str
     node: Node
+    test: Callable[[_Scan], bool]  # the boolean tree, compiled to closures
+    parts: tuple[Term | Near, ...]  # the positive terms and NEAR pairs, for reporting
+
+
+#: one occurrence of a key: field, [a, b) in that field's normalised key, the key
+_Occurrence = tuple[str, int, int, str]
 
 
 @dataclass
 class _Scan:
     """What one evaluation found: occurrences per key, per field word starts (for NEAR)."""
 
-    texts: dict[str, str]
-    by_key: dict[str, list[Hit]]
+    norms: dict[str, Normalized]
+    by_key: dict[str, list[_Occurrence]]
     words: dict[str, list[int]] = field(default_factory=dict)
-    cache: dict[Term, list[Hit]] = field(default_factory=dict)
+    cache: dict[Term, list[_Occurrence]] = field(default_factory=dict)
+    hits: dict[tuple[_Occurrence, str, str | None], Hit] = field(default_factory=dict)
 
-    def word_span(self, hit: Hit) -> tuple[int, int]:
-        starts = self.words.get(hit.field)
+    def span(self, hit: _Occurrence) -> tuple[int, int]:
+        """Return the ``[start, end)`` in the original field text of an occurrence."""
+        return self.norms[hit[0]].span(hit[1], hit[2])
+
+    def hit(self, occurrence: _Occurrence, term: str, synonym: str | None) -> Hit:
+        """Return the :class:`Hit` for *occurrence* reported as *term* (shared by rules)."""
+        made = self.hits.get((occurrence, term, synonym))
+        if made is None:
+            start, end = self.span(occurrence)
+            made = Hit.model_construct(field=occurrence[0], term=term, start=start, end=end,
+                                       synonym=synonym)  # fields known valid: no validation
+            self.hits[(occurrence, term, synonym)] = made
+        return made
+
+    def word_span(self, hit: _Occurrence) -> tuple[int, int]:
+        name = hit[0]
+        start, end = self.span(hit)
+        starts = self.words.get(name)
         if starts is None:
-            starts = [m.start() for m in re.finditer(r"\S+", self.texts[hit.field])]
-            self.words[hit.field] = starts
-        return bisect_right(starts, hit.start) - 1, bisect_right(starts, hit.end - 1) - 1
+            starts = [m.start() for m in re.finditer(r"\S+", self.norms[name].original)]
+            self.words[name] = starts
+        return bisect_right(starts, start) - 1, bisect_right(starts, end - 1) - 1
 
 
 class RuleSet:
@@ -84,17 +107,21 @@ class RuleSet:
         Raises:
             QuerySyntaxError: the first query that does not parse.
         """
-        self._rules = [_Rule(rule_id, parse_query(query)) for rule_id, query in rules]
+        parsed = [(rule_id, parse_query(query)) for rule_id, query in rules]
         self._synonyms = _Synonyms(synonyms)
         self._keys: dict[Term, dict[str, str]] = {}
+        self._own: dict[Term, str] = {}
         self._rules_by_key: dict[str, set[int]] = defaultdict(set)
-        for index, rule in enumerate(self._rules):
-            for term in terms_of(rule.node):
+        for index, (_, node) in enumerate(parsed):
+            for term in terms_of(node):
                 if term not in self._keys:
                     self._keys[term] = self._synonyms.spellings(term.text)
-            for term in _positive_terms(rule.node):
+                    self._own[term] = key_of(term.text)
+            for term in _positive_terms(node):
                 for key in self._keys[term]:
                     self._rules_by_key[key].add(index)
+        self._rules = [_Rule(rule_id, node, self._compile(node), tuple(_positive_parts(node)))
+                       for rule_id, node in parsed]
         self._automaton = _build_automaton({k for keys in self._keys.values() for k in keys})
 
     def evaluate(self, title: str, text: str) -> list[RuleMatch]:
@@ -108,81 +135,98 @@ class RuleSet:
             Matches whose hits come only from positive terms that are present, sorted
             title first then by offset, each ``[start, end)`` into *title* or *text*.
         """
-        scan = _Scan({"title": title, "text": text}, self._find(title, text))
+        norms = {"title": normalize(title), "text": normalize(text)}
+        scan = _Scan(norms, self._find(norms))
         candidates = sorted({i for key in scan.by_key for i in self._rules_by_key.get(key, ())})
         matches = []
         for index in candidates:
             rule = self._rules[index]
-            if self._holds(rule.node, scan):
+            if rule.test(scan):
                 matches.append(self._report(rule, scan))
         return matches
 
-    def _find(self, title: str, text: str) -> dict[str, list[Hit]]:
-        found: dict[str, list[Hit]] = defaultdict(list)
+    def _compile(self, node: Node) -> Callable[[_Scan], bool]:
+        """Turn *node* into a closure over a scan: plain loops, no per-call dispatch."""
+        if isinstance(node, Term):
+            keys, only = tuple(self._keys[node]), node.field
+
+            def term(scan: _Scan) -> bool:
+                found = scan.by_key
+                for key in keys:
+                    hits = found.get(key)
+                    if hits and (only is None or any(h[0] == only for h in hits)):
+                        return True
+                return False
+            return term
+        if isinstance(node, Near):
+            return lambda scan: bool(self._near_hits(node, scan))
+        if isinstance(node, Not):
+            inner = self._compile(node.child)
+            return lambda scan: not inner(scan)
+        tests = tuple(self._compile(child) for child in node.children)
+        if isinstance(node, Or):
+            def any_of(scan: _Scan) -> bool:
+                for test in tests:  # noqa: SIM110 (a loop: no generator per call)
+                    if test(scan):
+                        return True
+                return False
+            return any_of
+
+        def all_of(scan: _Scan) -> bool:
+            for test in tests:  # noqa: SIM110
+                if not test(scan):
+                    return False
+            return True
+        return all_of
+
+    def _find(self, norms: dict[str, Normalized]) -> dict[str, list[_Occurrence]]:
+        found: dict[str, list[_Occurrence]] = defaultdict(list)
         if self._automaton is None:
             return found
-        for name, value in zip(_FIELDS, (title, text), strict=True):
-            norm = normalize(value)
+        for name in _FIELDS:
+            norm = norms[name]
             for end, (key, left, right) in self._automaton.iter(norm.key):
                 a, b = end + 1 - len(key), end + 1
                 if left and is_latin_alnum(norm.char_before(a)):
                     continue
                 if right and is_latin_alnum(norm.char_after(b)):
                     continue
-                start, stop = norm.span(a, b)
-                found[key].append(Hit(field=name, term=key, start=start, end=stop))
+                found[key].append((name, a, b, key))
         return found
 
-    def _occurrences(self, term: Term, scan: _Scan) -> list[Hit]:
+    def _occurrences(self, term: Term, scan: _Scan) -> list[_Occurrence]:
         cached = scan.cache.get(term)
         if cached is None:
-            own = key_of(term.text)
-            cached = [
-                hit.model_copy(update={"term": term.text,
-                                       "synonym": None if key == own else spelling})
-                for key, spelling in self._keys[term].items()
-                for hit in scan.by_key.get(key, ())
-                if term.field is None or hit.field == term.field
-            ]
+            cached = [hit for key in self._keys[term] for hit in scan.by_key.get(key, ())
+                      if term.field is None or hit[0] == term.field]
             scan.cache[term] = cached
         return cached
 
-    def _near_hits(self, node: Near, scan: _Scan) -> list[Hit]:
-        hits: list[Hit] = []
+    def _near_hits(self, node: Near, scan: _Scan) -> list[tuple[Term, _Occurrence]]:
+        hits: list[tuple[Term, _Occurrence]] = []
         rights = self._occurrences(node.right, scan)
         for left in self._occurrences(node.left, scan):
             l0, l1 = scan.word_span(left)
             for right in rights:
-                if right.field != left.field:
+                if right[0] != left[0]:
                     continue
                 r0, r1 = scan.word_span(right)
                 if max(0, r0 - l1, l0 - r1) <= node.distance:
-                    hits += [left, right]
+                    hits += [(node.left, left), (node.right, right)]
         return hits
-
-    def _holds(self, node: Node, scan: _Scan) -> bool:
-        if isinstance(node, Term):
-            return bool(self._occurrences(node, scan))
-        if isinstance(node, Near):
-            return bool(self._near_hits(node, scan))
-        if isinstance(node, Not):
-            return not self._holds(node.child, scan)
-        if isinstance(node, Or):
-            return any(self._holds(child, scan) for child in node.children)
-        return all(self._holds(child, scan) for child in node.children)
 
     def _report(self, rule: _Rule, scan: _Scan) -> RuleMatch:
         hits: dict[tuple[str, int, int], Hit] = {}  # one hit per span, the first term wins
         terms: dict[str, None] = {}
-        for part in _positive_parts(rule.node):
-            found = (
-                self._near_hits(part, scan)
-                if isinstance(part, Near)
-                else self._occurrences(part, scan)
-            )
-            for hit in found:
+        for part in rule.parts:
+            found = (self._near_hits(part, scan) if isinstance(part, Near)
+                     else [(part, hit) for hit in self._occurrences(part, scan)])
+            for term, occurrence in found:
+                key = occurrence[3]
+                spelling = None if key == self._own[term] else self._keys[term][key]
+                hit = scan.hit(occurrence, term.text, spelling)
                 hits.setdefault((hit.field, hit.start, hit.end), hit)
-                terms.setdefault(hit.term)
+                terms.setdefault(term.text)
         ordered = sorted(hits.values(), key=lambda h: (h.field != "title", h.start, h.end))
         return RuleMatch(rule.rule_id, ordered, list(terms))
 

@@ -97,6 +97,7 @@ def _segment_start(text: str, end: int) -> int:
 _DROPPED = "".join(sorted(ZERO_WIDTH | CONNECTORS))
 _KEPT = re.compile("[^\\s" + re.escape(_DROPPED) + "]+")
 _DELETE = {ord(ch): None for ch in _DROPPED}
+_TO_SPACE = {ord(ch): " " for ch in _DROPPED}
 _HAS_DELETED = re.compile("[" + re.escape(_DROPPED) + "]")
 
 
@@ -122,11 +123,13 @@ class Normalized:
         ends: per key character, the end index (exclusive) of its source span.
     """
 
-    __slots__ = ("_pieces", "_plan", "key", "original")
+    __slots__ = ("_pieces", "_plan", "gaps", "key", "original")
 
-    def __init__(self, original: str, key: str, plan: list[tuple[int, int, str, bool]]) -> None:
+    def __init__(self, original: str, key: str, plan: list[tuple[int, int, str, bool]],
+                 gaps: frozenset[int] = frozenset()) -> None:
         self.original = original
         self.key = key
+        self.gaps = gaps  # key indices with a dropped character just before them
         self._plan = plan  # (start, end, folded, is_run) in original order
         self._pieces: tuple[list[int], list[int], list[int]] | None = None
 
@@ -179,26 +182,19 @@ class Normalized:
     def char_before(self, a: int) -> str:
         """Return the folded character adjacent before key index *a* ("" at the start).
 
-        The neighbour is looked up in the original text, skipping nothing: a space,
-        a hyphen or a zero-width character before the match is returned as itself.
+        The neighbour is the original one, skipping nothing: where whitespace, a
+        connector or a zero-width character was dropped before *a*, a space is
+        returned.
         """
-        s = self.start_of(a)
-        if a > 0 and self.start_of(a - 1) == s:
-            return self.key[a - 1]
-        if s == 0:
-            return ""
-        folded = fold(self.original[_segment_start(self.original, s) : s])
-        return folded[-1] if folded else ""
+        if a in self.gaps:
+            return " "
+        return self.key[a - 1] if a > 0 else ""
 
     def char_after(self, b: int) -> str:
         """Return the folded character adjacent after key slice end *b* ("" at the end)."""
-        if b < len(self.key) and self.start_of(b) == self.start_of(b - 1):
-            return self.key[b]
-        e = self.end_of(b - 1)
-        if e >= len(self.original):
-            return ""
-        folded = fold(self.original[e : _segment_end(self.original, e)])
-        return folded[0] if folded else ""
+        if b in self.gaps:
+            return " "
+        return self.key[b] if b < len(self.key) else ""
 
 
 def normalize(text: str) -> Normalized:
@@ -231,8 +227,22 @@ def normalize(text: str) -> Normalized:
             plan.append((start, pos, fold(text[start:pos]), False))
     if pos < len(text):
         plan.append((pos, len(text), _fold_run(text[pos:]), True))
-    key = "".join(_drop(folded) for _, _, folded, _ in plan)
-    return Normalized(text, key, plan)
+    parts: list[str] = []
+    gaps: set[int] = set()
+    size = 0
+    for _, _, folded, _ in plan:
+        spaced = folded.translate(_TO_SPACE) if _HAS_DELETED.search(folded) else folded
+        words = spaced.split()
+        if not words or spaced[0].isspace():
+            gaps.add(size)
+        for index, word in enumerate(words):
+            if index:
+                gaps.add(size)
+            parts.append(word)
+            size += len(word)
+        if words and spaced[-1].isspace():
+            gaps.add(size)
+    return Normalized(text, "".join(parts), plan, frozenset(gaps))
 
 
 def _fold_run(run: str) -> str:

@@ -1,0 +1,255 @@
+#!/usr/bin/env python3
+"""Benchmark the rule engine: one automaton pass vs a regex per rule (the baseline).
+
+For 100, 1,000 and 10,000 generated rules (terms, phrases, boolean combinations,
+NEAR, title scope; Korean and Latin) over the article texts of the corpus in
+tests/fixtures/corpus, report compile time, per-article matching time (median and
+p99, normalisation and evaluation included), throughput, peak RSS, and the same
+per-article time for the baseline: every rule evaluated separately with one
+precompiled regex per term over the article's normalised key.
+
+    python bench/matching.py [--out BENCHMARKS.md]      (make bench)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "tests" / "fixtures" / "corpus" / "html"
+SIZES = (100, 1_000, 10_000)
+SEED = 20251129
+
+
+def articles() -> list[tuple[str, str]]:
+    """Return (title, text) of every corpus article page, extracted as sokbo does."""
+    from sokbo_parser.decode import decode_html
+    from sokbo_parser.extract import extract_article
+
+    found = []
+    for path in sorted(CORPUS.glob("*.html")):
+        try:
+            extracted = extract_article(decode_html(path.read_bytes()).text)
+        except Exception:  # listing pages hold no article
+            continue
+        found.append((extracted.title, extracted.text))
+    seed = ROOT / "tests" / "fixtures" / "seed-fetv.txt"
+    found.append(("[현장] 제이슨 권 오픈AI CSO", seed.read_text(encoding="utf-8")))
+    return found
+
+
+def generate_rules(count: int, texts: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Return *count* (rule_id, query) pairs: a realistic mix.
+
+    Terms are made-up Korean and Latin names (company, product and policy names are
+    what monitors watch) and, for 5% of them, words taken from the articles
+    themselves, so a realistic share of rules fires: about 1 per article per 250
+    rules. Shapes: 35% a term, 20% a phrase, 20% boolean combinations, 10% NEAR,
+    10% implicit AND, 5% title scope.
+    """
+    rng = random.Random(SEED)
+    words = sorted({w for _, t in texts for w in t.split()
+                    if 2 <= len(w) <= 12 and re.fullmatch(r"[0-9A-Za-z가-힣]+", w)
+                    and w.upper() not in {"AND", "OR", "NOT"} and not w.startswith("NEAR")})
+    syllables = "가나다라마바사아자차카타파하소버린오픈코리아삼성전기반도체수출정책"
+    latin = ["Nova", "Quark", "Helio", "Vanta", "Orbis", "Lumen", "Axion", "Zephyr"]
+
+    def term() -> str:
+        roll = rng.random()
+        if roll < 0.05:
+            return rng.choice(words)
+        if roll < 0.50:
+            return "".join(rng.choice(syllables) for _ in range(rng.randint(2, 4))) + \
+                rng.choice(["", "AI", "테크", "랩스"])
+        return rng.choice(latin) + rng.choice(["", "AI", "Tech", str(rng.randint(1, 99))])
+
+    def phrase() -> str:
+        return f'"{term()} {term()}"'
+
+    shapes = [
+        (0.35, lambda: term()),
+        (0.20, lambda: phrase()),
+        (0.08, lambda: f"({term()} OR {term()}) AND {term()}"),
+        (0.07, lambda: f"{phrase()} AND NOT {term()}"),
+        (0.05, lambda: f"{term()} -{term()}"),
+        (0.10, lambda: f"{term()} NEAR/{rng.randint(1, 5)} {term()}"),
+        (0.10, lambda: f"{term()} {term()}"),
+        (0.05, lambda: f"title:{term()}"),
+    ]
+    rules = []
+    for index in range(count):
+        roll, acc = rng.random(), 0.0
+        for weight, make in shapes:
+            acc += weight
+            if roll <= acc:
+                rules.append((f"r{index}", make()))
+                break
+        else:
+            rules.append((f"r{index}", term()))
+    return rules
+
+
+class Baseline:
+    """Each rule on its own: a precompiled regex per term over the normalised key."""
+
+    def __init__(self, rules: list[tuple[str, str]]) -> None:
+        from sokbo.normalize import key_of
+        from sokbo.query import parse_query
+
+        self.rules = [(rule_id, parse_query(query)) for rule_id, query in rules]
+        self.patterns: dict[str, re.Pattern[str]] = {}
+        for _, node in self.rules:
+            for text in _terms(node):
+                self.patterns.setdefault(text, re.compile(re.escape(key_of(text))))
+
+    def evaluate(self, title: str, text: str) -> list[str]:
+        from sokbo.normalize import key_of
+
+        keys = {"title": key_of(title), "text": key_of(text)}
+        return [rule_id for rule_id, node in self.rules if self._holds(node, keys)]
+
+    def _holds(self, node, keys: dict[str, str]) -> bool:
+        from sokbo.query import Near, Not, Or, Term
+
+        if isinstance(node, Term):
+            fields = [keys[node.field]] if node.field else keys.values()
+            return any(self.patterns[node.text].search(value) for value in fields)
+        if isinstance(node, Near):
+            return self._holds(node.left, keys) and self._holds(node.right, keys)
+        if isinstance(node, Not):
+            return not self._holds(node.child, keys)
+        if isinstance(node, Or):
+            return any(self._holds(child, keys) for child in node.children)
+        return all(self._holds(child, keys) for child in node.children)
+
+
+def _terms(node) -> list[str]:
+    from sokbo.query import terms_of
+
+    return [term.text for term in terms_of(node)]
+
+
+def timings(evaluate, texts: list[tuple[str, str]], rounds: int) -> list[float]:
+    """Return the seconds of each evaluate(title, text) call over *rounds* passes."""
+    times = []
+    for _ in range(rounds):
+        for title, text in texts:
+            started = time.perf_counter()
+            evaluate(title, text)
+            times.append(time.perf_counter() - started)
+    return times
+
+
+def measure(size: int) -> dict:
+    """Measure one rule-set size in this (fresh) process."""
+    from sokbo.matching import RuleSet
+
+    texts = articles()
+    rules = generate_rules(size, texts)
+    started = time.perf_counter()
+    ruleset = RuleSet(rules)
+    compile_s = time.perf_counter() - started
+    ruleset.evaluate(*texts[0])  # warm caches
+    engine = timings(ruleset.evaluate, texts, rounds=30)
+    matched = sum(len(ruleset.evaluate(t, x)) for t, x in texts)
+    baseline = Baseline(rules)
+    assert all({m.rule_id for m in ruleset.evaluate(t, x)} <= set(baseline.evaluate(t, x))
+               for t, x in texts), "the engine found a rule the baseline did not"
+    base = timings(baseline.evaluate, texts, rounds=3 if size >= 10_000 else 10)
+    kb = [len((t + x).encode()) / 1024 for t, x in texts]
+    rounds_bytes = sum(kb) * 1024
+    return {
+        "size": size, "compile_s": compile_s,
+        "median_us": statistics.median(engine) * 1e6,
+        "p99_us": statistics.quantiles(engine, n=100)[98] * 1e6,
+        "per_3kb_us": statistics.median(t / (k / 3) for t, k in
+                                        zip(engine, kb * (len(engine) // len(kb)), strict=True))
+        * 1e6,
+        "mb_per_s": rounds_bytes * 30 / sum(engine) / 1e6,
+        "baseline_median_us": statistics.median(base) * 1e6,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "articles": len(texts), "median_kb": statistics.median(kb),
+        "matches_per_article": matched / len(texts),
+    }
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+               "unknown CPU")
+    import os
+    import platform
+
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def render(results: list[dict]) -> str:
+    small = results[0]
+    lines = [
+        "| rules | rules matched / article | compile | median / article | p99 / article "
+        "| median per 3 KB | throughput | peak RSS | baseline median | engine vs baseline "
+        "| cost vs 100 rules |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['size']:,} | {r['matches_per_article']:.1f} "
+            f"| {r['compile_s'] * 1000:,.0f} ms | {r['median_us']:,.0f} µs "
+            f"| {r['p99_us']:,.0f} µs | {r['per_3kb_us']:,.0f} µs | {r['mb_per_s']:.1f} MB/s "
+            f"| {r['rss_mb']:.0f} MB | {r['baseline_median_us']:,.0f} µs "
+            f"| {r['baseline_median_us'] / r['median_us']:.1f}× faster "
+            f"| {r['median_us'] / small['median_us']:.2f}× |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, help="measure one size and print JSON (internal)")
+    parser.add_argument("--out", type=Path, help="write the table into this Markdown file")
+    args = parser.parse_args()
+    if args.size:
+        print(json.dumps(measure(args.size)))
+        return 0
+    results = []
+    for size in SIZES:  # each size in a fresh process, so peak RSS is its own
+        out = subprocess.run([sys.executable, __file__, "--size", str(size)], check=True,
+                             capture_output=True, text=True).stdout
+        results.append(json.loads(out.strip().splitlines()[-1]))
+        print(f"measured {size:,} rules", file=sys.stderr)
+    first = results[0]
+    table = render(results)
+    notes = (f"{first['articles']} corpus articles (median {first['median_kb']:.1f} KB of UTF-8 "
+             "title + text), 30 rounds each; baseline: 10 rounds (3 at 10,000 rules). "
+             "Per-article time includes normalising title and text, the automaton pass, "
+             "boolean and NEAR evaluation, and building the hits of matching rules.")
+    print(table)
+    print(notes)
+    if args.out:
+        write_section(args.out, "Rule matching", table, notes)
+    return 0
+
+
+def write_section(path: Path, title: str, table: str, notes: str) -> None:
+    """Replace (or append) the ``## title`` section of *path* with this run's figures."""
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    body = (f"## {title}\n\nMachine: {machine()}. Run {stamp} with `make bench` "
+            f"(`python bench/matching.py --out BENCHMARKS.md`).\n\n{table}\n\n{notes}\n")
+    text = path.read_text(encoding="utf-8") if path.exists() else (
+        "# Benchmarks\n\nFigures written by `make bench`; each section names the machine "
+        "and the command that produced it.\n\n")
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(body + "\n", text) if pattern.search(text) else text + body + "\n"
+    path.write_text(text.rstrip() + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
