@@ -123,49 +123,52 @@ class Normalized:
         ends: per key character, the end index (exclusive) of its source span.
     """
 
-    __slots__ = ("_pieces", "_plan", "gaps", "key", "original")
+    __slots__ = ("_entry_keys", "_pieces", "_plan", "gaps", "key", "original")
 
     def __init__(self, original: str, key: str, plan: list[tuple[int, int, str, bool]],
-                 gaps: frozenset[int] = frozenset()) -> None:
+                 gaps: frozenset[int] = frozenset(), entry_keys: list[int] | None = None
+                 ) -> None:
         self.original = original
         self.key = key
         self.gaps = gaps  # key indices with a dropped character just before them
-        self._plan = plan  # (start, end, folded, is_run) in original order
-        self._pieces: tuple[list[int], list[int], list[int]] | None = None
+        self._plan = plan  # (start, end, folded, is_run) in original order, runs chunked
+        self._entry_keys = entry_keys or [0] * len(plan)  # key offset where each entry starts
+        self._pieces: dict[int, tuple[list[int], list[int], list[int]]] = {}
 
-    def _index(self) -> tuple[list[int], list[int], list[int]]:
-        """Return pieces: key offset, original start, original end (-1: one-to-one run)."""
-        if self._pieces is None:
-            at, starts, ends = [], [], []
-            size = 0
-            for a, b, folded, is_run in self._plan:
-                if is_run:
-                    for match in _KEPT.finditer(folded):
-                        at.append(size)
-                        starts.append(a + match.start())
-                        ends.append(-1)
-                        size += match.end() - match.start()
-                else:
-                    kept = _drop(folded)
-                    if kept:
-                        at.append(size)
-                        starts.append(a)
-                        ends.append(b)
-                        size += len(kept)
-            self._pieces = (at, starts, ends)
-        return self._pieces
+    def _locate(self, i: int) -> tuple[int, int, int]:
+        """Return (key offset of the piece, original start, original end or -1) for key *i*.
+
+        Only the plan entry (a chunk of ~256 characters) holding *i* is indexed, once.
+        """
+        entry = bisect_right(self._entry_keys, i) - 1
+        pieces = self._pieces.get(entry)
+        if pieces is None:
+            pieces = self._pieces[entry] = self._index_entry(entry)
+        at, starts, ends = pieces
+        p = bisect_right(at, i) - 1
+        return at[p], starts[p], ends[p]
+
+    def _index_entry(self, entry: int) -> tuple[list[int], list[int], list[int]]:
+        a, b, folded, is_run = self._plan[entry]
+        size = self._entry_keys[entry]
+        if not is_run:
+            return [size], [a], [b]
+        at, starts = [], []
+        for match in _KEPT.finditer(folded):
+            at.append(size)
+            starts.append(a + match.start())
+            size += match.end() - match.start()
+        return at, starts, [-1] * len(at)
 
     def start_of(self, i: int) -> int:
         """Return the start (in ``original``) of the span key character *i* came from."""
-        at, starts, ends = self._index()
-        p = bisect_right(at, i) - 1
-        return starts[p] + (i - at[p]) if ends[p] < 0 else starts[p]
+        at, start, end = self._locate(i)
+        return start + (i - at) if end < 0 else start
 
     def end_of(self, i: int) -> int:
         """Return the end (exclusive, in ``original``) of key character *i*'s span."""
-        at, starts, ends = self._index()
-        p = bisect_right(at, i) - 1
-        return starts[p] + (i - at[p]) + 1 if ends[p] < 0 else ends[p]
+        at, start, end = self._locate(i)
+        return start + (i - at) + 1 if end < 0 else end
 
     @property
     def starts(self) -> tuple[int, ...]:
@@ -222,15 +225,17 @@ def normalize(text: str) -> Normalized:
             if start < pos:
                 continue  # already folded as part of the previous segment
             if start > pos:
-                plan.append((pos, start, _fold_run(text[pos:start]), True))
+                _add_run(plan, pos, _fold_run(text[pos:start]))
             pos = _segment_end(text, start)
             plan.append((start, pos, fold(text[start:pos]), False))
     if pos < len(text):
-        plan.append((pos, len(text), _fold_run(text[pos:]), True))
+        _add_run(plan, pos, _fold_run(text[pos:]))
     parts: list[str] = []
     gaps: set[int] = set()
+    entry_keys: list[int] = []
     size = 0
     for _, _, folded, _ in plan:
+        entry_keys.append(size)
         spaced = folded.translate(_TO_SPACE) if _HAS_DELETED.search(folded) else folded
         words = spaced.split()
         if not words or spaced[0].isspace():
@@ -242,7 +247,28 @@ def normalize(text: str) -> Normalized:
             size += len(word)
         if words and spaced[-1].isspace():
             gaps.add(size)
-    return Normalized(text, "".join(parts), plan, frozenset(gaps))
+    return Normalized(text, "".join(parts), plan, frozenset(gaps), entry_keys)
+
+
+_CHUNK = 256
+_SPACE = re.compile(r"\s")
+
+
+def _add_run(plan: list[tuple[int, int, str, bool]], a: int, folded: str) -> None:
+    """Append a folded one-to-one run to *plan* in chunks of about ``_CHUNK`` characters.
+
+    Chunks end at whitespace, so the offset map can be built for one chunk at a time.
+    """
+    i, n = 0, len(folded)
+    while i < n:
+        j = i + _CHUNK
+        if j < n:
+            space = _SPACE.search(folded, j)
+            j = space.start() if space else n
+        else:
+            j = n
+        plan.append((a + i, a + j, folded[i:j], True))
+        i = j
 
 
 def _fold_run(run: str) -> str:
