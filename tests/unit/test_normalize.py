@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sokbo.normalize import fold, is_latin_alnum, key_of, normalize
@@ -100,3 +100,40 @@ def test_every_key_character_maps_into_the_original(text: str) -> None:
     for start, end in zip(norm.starts, norm.ends, strict=True):
         assert 0 <= start < end <= len(text)
     assert list(norm.starts) == sorted(norm.starts)
+
+
+# The fast path (one-to-one runs folded in one call, chunked offset map) must agree
+# with the plain definition: fold each composition segment, drop what is ignored.
+_ALPHABET = ("가나다한국어 abcXYZ019 ＡＢＣ１２ \u3000\n\t-_·\u200b\ufeff"
+             "\u1100\u1161\u11a8e\u0301\ufb01㈜…ß İ。.!?'\"")
+
+
+def _reference(text: str) -> tuple[str, list[tuple[int, int]]]:
+    import unicodedata
+
+    from sokbo.normalize import CONNECTORS, ZERO_WIDTH, fold
+
+    def extends(ch: str) -> bool:
+        return (unicodedata.combining(ch) != 0 or "\u1160" <= ch <= "\u11ff"
+                or "\ufe00" <= ch <= "\ufe0f")
+
+    key, spans, i = [], [], 0
+    while i < len(text):
+        j = i + 1
+        while j < len(text) and extends(text[j]):
+            j += 1
+        for ch in fold(text[i:j]):
+            if not (ch.isspace() or ch in ZERO_WIDTH or ch in CONNECTORS):
+                key.append(ch)
+                spans.append((i, j))
+        i = j
+    return "".join(key), spans
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=_ALPHABET, max_size=700))
+def test_fast_normalisation_agrees_with_the_definition(text: str) -> None:
+    key, spans = _reference(text)
+    norm = normalize(text)
+    assert norm.key == key
+    assert [(norm.start_of(i), norm.end_of(i)) for i in range(len(key))] == spans
