@@ -365,3 +365,13 @@ def test_highlights_stay_within_the_text(text: str, query: str) -> None:
     for snippet in make_snippets(text[::-1], text, hits, max_chars=60):
         assert len(snippet.text) <= 60 or snippet.field == "title"
         assert all(0 <= a < b <= len(snippet.text) for a, b in snippet.highlights)
+
+
+def test_a_text_repeating_terms_gives_bounded_hits() -> None:
+    from sokbo.matching import MAX_HITS
+
+    text = "AI 소버린 " * 20_000 + "\n" + "AI " * 20_000 + "소버린 " * 20_000
+    matches = RuleSet([("near", "AI NEAR/3 소버린"), ("term", "AI")]).evaluate("", text)
+    assert [m.rule_id for m in matches] == ["near", "term"]
+    assert all(0 < len(m.hits) <= MAX_HITS for m in matches)
+    assert matches[1].hits[0].start == 0  # the first ones in the document

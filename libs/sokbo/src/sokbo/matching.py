@@ -16,7 +16,7 @@ https://pyahocorasick.readthedocs.io/
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,6 +31,9 @@ from sokbo.snippets import make_snippets
 __all__ = ["RuleMatch", "RuleSet", "make_snippets", "match"]
 
 _MAX_EXPANSIONS = 64  # spellings one term may take through synonyms
+#: hits reported per rule (and per term of it), the first in the document; a text
+#: repeating a term thousands of times must not make an alert of that size
+MAX_HITS = 100
 
 _FIELDS = ("title", "text")
 
@@ -202,17 +205,33 @@ class RuleSet:
             scan.cache[term] = cached
         return cached
 
-    def _near_hits(self, node: Near, scan: _Scan) -> list[tuple[Term, _Occurrence]]:
+    def _near_hits(self, node: Near, scan: _Scan, limit: int = MAX_HITS
+                   ) -> list[tuple[Term, _Occurrence]]:
+        """Return pairs of occurrences within ``node.distance`` words, at most *limit* hits.
+
+        Right-hand occurrences are sorted by word and only those in the window around
+        each left one are looked at: O((n + m) log m), whatever the text repeats.
+        """
         hits: list[tuple[Term, _Occurrence]] = []
-        rights = self._occurrences(node.right, scan)
-        for left in self._occurrences(node.left, scan):
-            l0, l1 = scan.word_span(left)
-            for right in rights:
-                if right[0] != left[0]:
+        distance = node.distance
+        for name in _FIELDS:
+            rights = sorted((scan.word_span(r), r) for r in self._occurrences(node.right, scan)
+                            if r[0] == name)
+            if not rights:
+                continue
+            firsts = [span[0] for span, _ in rights]
+            widest = max(r1 - r0 for (r0, r1), _ in rights)
+            for left in self._occurrences(node.left, scan):
+                if left[0] != name:
                     continue
-                r0, r1 = scan.word_span(right)
-                if max(0, r0 - l1, l0 - r1) <= node.distance:
-                    hits += [(node.left, left), (node.right, right)]
+                l0, l1 = scan.word_span(left)
+                lo = bisect_left(firsts, l0 - distance - widest)
+                hi = bisect_right(firsts, l1 + distance)
+                for (r0, r1), right in rights[lo:hi]:
+                    if max(0, r0 - l1, l0 - r1) <= distance:
+                        hits += [(node.left, left), (node.right, right)]
+                        if len(hits) >= limit:
+                            return hits
         return hits
 
     def _report(self, rule: _Rule, scan: _Scan) -> RuleMatch:
@@ -220,7 +239,8 @@ class RuleSet:
         terms: dict[str, None] = {}
         for part in rule.parts:
             found = (self._near_hits(part, scan) if isinstance(part, Near)
-                     else [(part, hit) for hit in self._occurrences(part, scan)])
+                     else [(part, hit) for hit in sorted(self._occurrences(part, scan))
+                           [:MAX_HITS]])
             for term, occurrence in found:
                 key = occurrence[3]
                 spelling = None if key == self._own[term] else self._keys[term][key]
@@ -228,7 +248,7 @@ class RuleSet:
                 hits.setdefault((hit.field, hit.start, hit.end), hit)
                 terms.setdefault(term.text)
         ordered = sorted(hits.values(), key=lambda h: (h.field != "title", h.start, h.end))
-        return RuleMatch(rule.rule_id, ordered, list(terms))
+        return RuleMatch(rule.rule_id, ordered[:MAX_HITS], list(terms))
 
 
 def _positive_parts(node: Node, positive: bool = True) -> list[Term | Near]:
