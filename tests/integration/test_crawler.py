@@ -78,11 +78,11 @@ async def test_euc_kr_feed_entries_are_read(site, redis_client) -> None:
 
 async def test_a_failing_source_does_not_stop_the_others(site, redis_client) -> None:
     recorder = Recorder()
-    good = Source(id="good", url=f"{site.base}/feeds/feed.xml", interval=0.5)
-    down = Source(id="down", url=f"http://127.0.0.1:{free_port()}/rss.xml", interval=0.5)
+    good = Source(id="good", url=f"{site.base}/feeds/feed.xml", interval=1)
+    down = Source(id="down", url=f"http://127.0.0.1:{free_port()}/rss.xml", interval=1)
     malformed_site = site.root / "feeds" / "bad.xml"
     malformed_site.write_bytes(b"<rss><channel><item><title>broken")
-    bad = Source(id="bad", url=f"{site.base}/feeds/bad.xml", interval=0.5)
+    bad = Source(id="bad", url=f"{site.base}/feeds/bad.xml", interval=1)
     async with Fetcher.client(5) as http:
         poller = await make_poller(redis_client, recorder, http)
         tasks = [asyncio.create_task(poller.run_forever(s)) for s in (down, bad, good)]
@@ -90,7 +90,7 @@ async def test_a_failing_source_does_not_stop_the_others(site, redis_client) -> 
             if len(recorder.pages) == 3:
                 break
             await asyncio.sleep(0.05)
-        await asyncio.sleep(1.2)  # several more polls of all three
+        await asyncio.sleep(2.2)  # two more polls of all three
         for task in tasks:
             assert not task.done(), "a poll loop died"
             task.cancel()
@@ -169,3 +169,51 @@ async def test_a_bad_link_does_not_block_the_rest_of_the_feed(tmp_path, redis_cl
             assert len(recorder.dead) == 1
     finally:
         site.stop()
+
+
+async def test_private_addresses_are_refused_unless_allowed(site, redis_client) -> None:
+    from sokbo_crawler.fetch import PrivateAddressError
+
+    async with Fetcher.client(5, allow_private_networks=False) as http:
+        fetcher = Fetcher(http, max_body_bytes=1 << 20, per_host_delay=0)
+        with pytest.raises(PrivateAddressError, match="allow_private_networks"):
+            await fetcher.get(f"{site.base}/feeds/feed.xml")
+    async with Fetcher.client(5, allow_private_networks=True) as http:
+        fetcher = Fetcher(http, max_body_bytes=1 << 20, per_host_delay=0)
+        assert (await fetcher.get(f"{site.base}/feeds/feed.xml")).status == 200
+
+
+async def test_a_page_that_keeps_failing_is_dead_lettered_after_max_attempts(
+        tmp_path, redis_client) -> None:
+    site = NewsSite(tmp_path)
+    site.write_feed("feed.xml", "t", [("a0.html", "down")])
+    site.start()
+    port = site.port
+    site.stop()  # the feed is served once below; the page host is then down
+    recorder = Recorder()
+    fetcher_calls = 0
+
+    class Flaky(Fetcher):
+        async def get(self, url: str):
+            nonlocal fetcher_calls
+            fetcher_calls += 1
+            if url.endswith("feed.xml"):
+                return FetchResult(url=url, final_url=url, status=200, content_type=None,
+                                   charset=None, body=feed, elapsed=0.0)
+            raise RetryableError(f"connection refused: {url}")
+
+    from sokbo.errors import RetryableError
+    from sokbo_crawler.fetch import FetchResult
+
+    feed = (tmp_path / "feeds" / "feed.xml").read_bytes().replace(
+        b"{{BASE}}", f"http://127.0.0.1:{port}".encode())
+    async with Fetcher.client(5) as http:
+        poller = Poller(redis_client, Flaky(http, max_body_bytes=1 << 20, per_host_delay=0),
+                        recorder.publish, recorder.dead_letter, CrawlerSettings(),
+                        max_attempts=3)
+        source = Source(id="down", url=f"http://127.0.0.1:{port}/feeds/feed.xml")
+        for _ in range(5):
+            await poller.poll(source)
+    assert recorder.pages == [] and len(recorder.dead) == 1
+    assert "gave up after 3 attempts" in recorder.dead[0][-1]
+    assert fetcher_calls == 5 + 3  # five feed polls, three page attempts, then no more

@@ -298,13 +298,42 @@ def test_parse_duration_rejects(value: object) -> None:
      ("45", 45.0), ("2.5", 2.5)],
 )
 def test_durations_in_the_file(write, yaml_value: str, seconds: float) -> None:
-    path = write(
-        f"delivery:\n  claim_idle: {yaml_value}\n"
-        f"sources:\n  - id: a\n    url: https://a.example/\n    interval: {yaml_value}\n"
-    )
-    settings = load_settings(path)
-    assert settings.delivery.claim_idle == pytest.approx(seconds)
-    assert settings.sources[0].interval == pytest.approx(seconds)
+    path = write(f"delivery:\n  claim_idle: {yaml_value}\n")
+    assert load_settings(path).delivery.claim_idle == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("interval", ["500ms", "0.5", "1ms"])
+def test_a_source_interval_under_a_second_is_refused(write, interval: str) -> None:
+    path = write(f"sources:\n  - id: a\n    url: https://a.example/\n    interval: {interval}\n")
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.interval"):
+        load_settings(path)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("rules: []\nrules: []\n", "appears twice"),
+        ("1: a\n", "mapping of named keys"),
+        ("sources:\n  - {id: a, url: 'http://'}\n", "not an http(s) URL"),
+        ("channels:\n  - {id: s, kind: slack, webhook_url: 'hooks.slack.com/services/T/B/Secret'}"
+         "\n", "channels[0].webhook_url: the value is not an http(s) URL"),
+        ("channels:\n  - {id: m, kind: email, smtp_host: '', from: a@b.kr, to: [c@d.kr]}\n",
+         "smtp_host"),
+        ("channels:\n  - {id: m, kind: email, smtp_host: h, from: nobody, to: [c@d.kr]}\n",
+         "not an e-mail address"),
+        ("synonyms: [[OpenAI]]\n", "synonyms[0]"),
+        ("synonyms: [[OpenAI, '']]\n", "is empty"),
+        ("rules:\n  - {id: r, query: a, channels: [c, c]}\nchannels: [{id: c, kind: console}]\n",
+         "listed twice"),
+        ("redis_url: notaurl\n", "redis_url"),
+        ("redis_url: redis://127.0.0.1:6379/abc\n", "redis_url"),
+    ],
+)
+def test_more_invalid_configs(write, body: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(body))
+    assert message in str(info.value)
+    assert "Secret" not in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,12 @@ __all__ = ["main"]
 
 
 
+def _port(value: str) -> int:
+    if not value.isdigit() or not 0 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port (0-65535)")
+    return int(value)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sokbo", description="Korean news monitor.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -35,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("service", choices=["crawler", "parser", "keyword-alert", "notifier", "all"])
     run.add_argument("--config", default=os.environ.get("SOKBO_CONFIG"),
                      help="YAML config file (default: $SOKBO_CONFIG)")
-    run.add_argument("--metrics-port", type=int, default=None,
+    run.add_argument("--metrics-port", type=_port, default=None,
                      help="port for /metrics, /healthz, /readyz (default: config metrics_port)")
     check = commands.add_parser("check-config", help="validate a config file; exit 0 or 2")
     check.add_argument("file")
@@ -89,7 +95,11 @@ def _match(args: argparse.Namespace) -> int:
     synonyms = settings.synonyms if settings else []
     if args.batch:
         return _match_rules(settings) if settings else _match_queries(synonyms)
-    text = args.text if args.text is not None else args.file.read_text(encoding="utf-8")
+    try:
+        text = args.text if args.text is not None else args.file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{args.file}: not UTF-8 text (byte {exc.start}); convert it, "
+                          "e.g. iconv -f cp949 -t utf-8") from None
     matched, hits = match(args.query, text, synonyms=synonyms)
     _emit({"matched": matched, "highlights": [[h.start, h.end] for h in hits]})
     return 0
@@ -123,12 +133,12 @@ def _match_queries(synonyms: list[list[str]]) -> int:
         if error or obj is None:
             _emit({"error": error})
             continue
-        query, text = obj.get("query"), obj.get("text")
-        if not isinstance(query, str) or not isinstance(text, str):
-            _emit({"error": f'line {number}: needs string fields "query" and "text"'})
+        query, text, title = obj.get("query"), obj.get("text"), obj.get("title") or ""
+        if not all(isinstance(value, str) for value in (query, text, title)):
+            _emit({"error": f'line {number}: "query" and "text" (and "title") must be strings'})
             continue
         try:
-            matched, hits = match(query, text, title=obj.get("title") or "", synonyms=synonyms)
+            matched, hits = match(query, text, title=title, synonyms=synonyms)
         except QuerySyntaxError as exc:
             _emit({"error": str(exc)})
             continue
@@ -172,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sokbo: invalid query: {exc}", file=sys.stderr)
         return 2
     except ConfigError as exc:
-        print(f"sokbo: invalid configuration:\n{exc}", file=sys.stderr)
+        print(f"sokbo: invalid input:\n{exc}", file=sys.stderr)
         return 2
     except StartupError as exc:
         print(f"sokbo: cannot start: {exc}", file=sys.stderr)

@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -49,10 +50,30 @@ __all__ = [
     "parse_duration",
 ]
 
+class _StrictLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key written twice in one mapping."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice (first on line {seen[key]}); keep one",
+                key_node.start_mark)
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ID = r"^[a-z0-9][a-z0-9-]*$"
+_HTTP_URL = r"^https?://[^/\s:?#]+(:\d{1,5})?([/?#]\S*)?$"
+_ADDRESS = r"^[^@\s]+@[^@\s]+\.[^@\s]+$|^[^<>]*<[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+>$"
 
 
 def parse_duration(value: Any) -> float:
@@ -107,9 +128,9 @@ class Source(_Strict):
     """A news source polled by the crawler."""
 
     id: Identifier
-    url: Annotated[str, Field(pattern=r"^https?://")]
+    url: Annotated[str, Field(pattern=_HTTP_URL)]
     kind: Literal["feed"] = "feed"
-    interval: Seconds = 60.0
+    interval: Annotated[float, BeforeValidator(parse_duration), Field(ge=1)] = 60.0
     enabled: bool = True
     title: str | None = None
 
@@ -120,6 +141,13 @@ class Rule(_Strict):
     id: Identifier
     query: str
     channels: list[Identifier] = Field(min_length=1)
+
+    @field_validator("channels")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a channel is listed twice; list each once")
+        return value
 
     @field_validator("query")
     @classmethod
@@ -141,7 +169,7 @@ class SlackChannel(_Strict):
 
     id: Identifier
     kind: Literal["slack"]
-    webhook_url: Annotated[str, Field(pattern=r"^https?://")]
+    webhook_url: Annotated[str, Field(pattern=_HTTP_URL)]
 
 
 class EmailChannel(_Strict):
@@ -149,14 +177,14 @@ class EmailChannel(_Strict):
 
     id: Identifier
     kind: Literal["email"]
-    smtp_host: str
+    smtp_host: Annotated[str, Field(min_length=1)]
     smtp_port: int = Field(587, ge=1, le=65535)
     starttls: bool = False
     use_tls: bool = False
     username: str | None = None
     password: str | None = None
-    from_: str = Field(alias="from")
-    to: list[str] = Field(min_length=1)
+    from_: Annotated[str, Field(pattern=_ADDRESS)] = Field(alias="from")
+    to: list[Annotated[str, Field(pattern=_ADDRESS)]] = Field(min_length=1)
     timeout: Seconds = 30.0
 
     @model_validator(mode="after")
@@ -199,14 +227,15 @@ class Settings(BaseSettings):
         extra="forbid", frozen=True, populate_by_name=True, env_prefix="", case_sensitive=False
     )
 
-    redis_url: str = Field("redis://localhost:6379/0")
+    redis_url: str = "redis://localhost:6379/0"
     metrics_port: int = Field(9464, ge=0, le=65535)
     log_level: str = "info"
     streams: StreamSettings = StreamSettings()
     crawler: CrawlerSettings = CrawlerSettings()
     delivery: DeliverySettings = DeliverySettings()
     sources: list[Source] = Field(default_factory=list)
-    synonyms: list[list[str]] = Field(default_factory=list)
+    synonyms: list[Annotated[list[Annotated[str, Field(pattern=r"\S")]], Field(min_length=2)]] = (
+        Field(default_factory=list))
     rules: list[Rule] = Field(default_factory=list)
     channels: list[Channel] = Field(default_factory=list)
 
@@ -214,6 +243,18 @@ class Settings(BaseSettings):
     def settings_customise_sources(cls, settings_cls, init_settings, *_, **__):
         # the environment overrides only ENV_OVERRIDES (see _Overrides), then the file
         return (_Overrides(settings_cls), init_settings)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        database = parts.path.strip("/")
+        if parts.scheme not in ("redis", "rediss", "unix") or (
+                parts.scheme != "unix" and not parts.hostname) or (
+                database and parts.scheme != "unix" and not database.isdigit()):
+            raise ValueError("is not a Redis URL: write redis://host:6379/0 (the number "
+                             "after / is the database)")
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -271,8 +312,12 @@ def _substitute(value: Any, path: str, missing: list[str]) -> Any:
 
 _PATTERN_HELP = {
     _ID: "is not a valid id: use lowercase letters, digits and hyphens, e.g. 'pr-slack'",
-    r"^https?://": "is not a URL: write it with http:// or https://",
+    _HTTP_URL: "is not an http(s) URL with a host, e.g. https://news.example.kr/rss.xml",
+    _ADDRESS: "is not an e-mail address, e.g. alerts@example.com or \"sokbo <a@example.com>\"",
+    r"\S": "is empty: remove it",
 }
+#: keys whose values may hold secrets: never echoed in an error
+_SECRET_KEYS = ("webhook_url", "password", "username", "redis_url")
 
 
 def _format_validation(where: str, error: ValidationError, data: Mapping[str, Any]) -> str:
@@ -288,7 +333,8 @@ def _format_validation(where: str, error: ValidationError, data: Mapping[str, An
             what = "required key is missing; add it"
         elif item["type"] == "string_pattern_mismatch":
             what = _PATTERN_HELP.get(item["ctx"]["pattern"], item["msg"])
-            what = f"{item['input']!r} {what}"
+            secret = any(str(part) in _SECRET_KEYS for part in loc)
+            what = f"the value {what}" if secret else f"{item['input']!r} {what}"
         else:
             what = item["msg"].removeprefix("Value error, ")
         source = next((f" (from the environment variable {var})" for var, name
@@ -312,7 +358,7 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
     """
     where = str(path)
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        raw = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506
     except FileNotFoundError:
         raise ConfigError(f"{where}: no such file; pass --config or set SOKBO_CONFIG") from None
     except IsADirectoryError:
@@ -328,8 +374,8 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
         raise ConfigError(f"{where}: {at}not valid YAML ({getattr(exc, 'problem', exc)})") from None
     if raw is None:
         raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: the top level must be a mapping of keys "
+    if not isinstance(raw, Mapping) or not all(isinstance(k, str) for k in raw):
+        raise ConfigError(f"{where}: the top level must be a mapping of named keys "
                           "(redis_url:, sources:, rules:, …)")
     missing: list[str] = []
     data = _substitute(raw, "", missing)

@@ -56,8 +56,10 @@ def configure_logging(level: str = "info", *, service: str, json: bool | None = 
     # libraries (faststream, uvicorn, httpx) log through the stdlib: keep them terse
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for name in ("httpx", "httpcore", "trafilatura", "htmldate", "charset_normalizer"):
+    for name in ("httpx", "httpcore", "charset_normalizer"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ("trafilatura", "htmldate", "courlan", "justext"):  # bad pages are normal
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def get_logger(**bind: object) -> structlog.typing.FilteringBoundLogger:

@@ -15,13 +15,16 @@ def register(ctx: ServiceContext) -> None:
     settings = ctx.settings.crawler
 
     async def run() -> None:
-        async with Fetcher.client(settings.timeout, settings.user_agent) as client:
+        async with Fetcher.client(settings.timeout, settings.user_agent,
+                                  allow_private_networks=settings.allow_private_networks
+                                  ) as client:
             fetcher = Fetcher(client, max_body_bytes=settings.max_body_bytes,
                               per_host_delay=settings.per_host_delay,
                               deadline=2 * settings.timeout)
             poller = Poller(ctx.redis, fetcher,
                             lambda page: ctx.publish(page, streams.PAGES),
-                            ctx.dead_letter, settings)
+                            ctx.dead_letter, settings,
+                            max_attempts=ctx.settings.delivery.max_deliveries)
             sources = [s for s in ctx.settings.sources if s.enabled]
             await asyncio.gather(*(poller.run_forever(s) for s in sources))
 

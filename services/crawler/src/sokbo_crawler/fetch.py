@@ -13,6 +13,8 @@ serialised in this process and spaced by ``per_host_delay`` seconds.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 import time
 import zlib
 from collections import defaultdict
@@ -62,12 +64,19 @@ class Fetcher:
         self._last: dict[str, float] = {}
 
     @staticmethod
-    def client(timeout: float, agent: str | None = None) -> httpx.AsyncClient:
-        """Return an httpx client with sokbo's User-Agent, redirects (≤5) and timeouts."""
+    def client(timeout: float, agent: str | None = None, *,
+               allow_private_networks: bool = True) -> httpx.AsyncClient:
+        """Return an httpx client with sokbo's User-Agent, redirects (≤5) and timeouts.
+
+        With ``allow_private_networks=False`` every request, each redirect hop
+        included, is refused when its host resolves to a private, loopback,
+        link-local, multicast or reserved address (see :func:`refuse_private`).
+        """
+        hooks = {} if allow_private_networks else {"request": [refuse_private]}
         return httpx.AsyncClient(
             headers={"User-Agent": agent or user_agent(), "Accept-Language": "ko,en;q=0.5",
                      "Accept-Encoding": "gzip, deflate"},
-            follow_redirects=True, max_redirects=5,
+            follow_redirects=True, max_redirects=5, event_hooks=hooks,
             timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)))
 
     async def get(self, url: str) -> FetchResult:
@@ -137,6 +146,31 @@ class Fetcher:
                                         "(after decompression)")
                 chunks.append(chunk)
         return b"".join(chunks)
+
+
+class PrivateAddressError(PermanentError):
+    """The URL's host is on a private network and the config does not allow it."""
+
+
+async def refuse_private(request: httpx.Request) -> None:
+    """Raise :class:`PrivateAddressError` if *request*'s host resolves to a non-public address.
+
+    Checked on every request httpx sends, so on every redirect hop. (A host whose
+    DNS answer changes between this look-up and the connection is not caught.)
+    """
+    host = request.url.host
+    port = request.url.port or (443 if request.url.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port,
+                                                             type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise httpx.ConnectError(f"cannot resolve {host}: {exc}", request=request) from None
+    for *_, address in infos:
+        ip = ipaddress.ip_address(address[0])
+        if not ip.is_global or ip.is_multicast:
+            raise PrivateAddressError(
+                f"{request.url} resolves to {ip}, a non-public address; set "
+                "crawler.allow_private_networks: true only for intranet sources")
 
 
 def _decompressor(coding: str, url: str):

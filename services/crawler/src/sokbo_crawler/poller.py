@@ -43,8 +43,10 @@ class Poller:
 
     def __init__(self, redis: aioredis.Redis, fetcher: Fetcher,
                  publish: Callable[[PageFetched], object],
-                 dead_letter: Callable[..., object], settings: CrawlerSettings) -> None:
+                 dead_letter: Callable[..., object], settings: CrawlerSettings, *,
+                 max_attempts: int = 5) -> None:
         self._redis = redis
+        self._max_attempts = max_attempts
         self._fetcher = fetcher
         self._publish = publish
         self._dead_letter = dead_letter
@@ -99,14 +101,29 @@ class Poller:
                 if await self._fetch_entry(source, feed.title, entry):
                     published += 1
                 await self._redis.zadd(seen_key, {entry.url: time.time()}, nx=True)
+                await self._redis.hdel(streams.key("attempts", source.id), entry.url)
             except RetryableError as exc:
-                get_logger(source_id=source.id).warning(
-                    "page_fetch_failed", url=entry.url, error=str(exc), will_retry=True)
                 if exc.retry_after is not None:
                     throttled.add(host)
+                await self._retry_later(source, entry.url, exc)
             finally:
                 await self._redis.delete(claim)
         return published
+
+    async def _retry_later(self, source: Source, url: str, exc: RetryableError) -> None:
+        """Count a failed attempt at *url*; after ``max_attempts`` dead-letter it as seen."""
+        attempts_key = streams.key("attempts", source.id)
+        attempts = await self._redis.hincrby(attempts_key, url, 1)
+        log = get_logger(source_id=source.id)
+        if attempts < self._max_attempts:
+            log.warning("page_fetch_failed", url=url, error=str(exc), attempts=attempts,
+                        will_retry=True)
+            return
+        await self._dead_letter("crawler", streams.PAGES, None,
+                                orjson.dumps({"url": url, "source_id": source.id}), attempts,
+                                f"gave up after {attempts} attempts: {exc}")
+        await self._redis.zadd(streams.key("seen", source.id), {url: time.time()}, nx=True)
+        await self._redis.hdel(attempts_key, url)
 
     async def _fetch_entry(self, source: Source, feed_title: str | None,
                            entry: FeedEntry) -> bool:

@@ -6,6 +6,7 @@ re-parsed article from raising the same (article, rule) alert twice.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from sokbo import streams
@@ -47,7 +48,8 @@ def register(ctx: ServiceContext) -> None:
         log = get_logger(article_id=article.article_id, source_id=article.source_id)
         compiled = active
         rules, ruleset = compiled.rules, compiled.ruleset
-        matches = ruleset.evaluate(article.title, article.text)
+        # CPU-bound on long articles: off the event loop, like the parser
+        matches = await asyncio.to_thread(ruleset.evaluate, article.title, article.text)
         for match in matches:
             alert = build_alert(article, rules[match.rule_id], match, now=datetime.now(UTC))
             guard = streams.key("alerted", alert.alert_id)

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -102,8 +103,9 @@ def register(ctx: ServiceContext) -> None:
         return True
 
     async def handle(alert: AlertRaised) -> None:
-        pending = [channel_id for channel_id in alert.channels
-                   if not await notify(alert, channel_id)]
+        # each channel on its own: a slow or failing webhook does not hold up the others
+        done = await asyncio.gather(*(notify(alert, channel) for channel in alert.channels))
+        pending = [channel for channel, ok in zip(alert.channels, done, strict=True) if not ok]
         if pending:
             raise RetryableError(f"channels {pending} did not accept alert {alert.alert_id}; "
                                  "left pending for retry")
