@@ -9,6 +9,8 @@ per-article time for the baseline: every rule evaluated separately with one
 precompiled regex per term over the article's normalised key.
 
     python bench/matching.py [--out BENCHMARKS.md]      (make bench)
+
+Not a test: nothing here fails on a number; the figures are for people to read.
 """
 
 from __future__ import annotations
@@ -138,19 +140,8 @@ def _terms(node) -> list[str]:
     return [term.text for term in terms_of(node)]
 
 
-def timings(evaluate, texts: list[tuple[str, str]], rounds: int) -> list[float]:
-    """Return the seconds of each evaluate(title, text) call over *rounds* passes."""
-    times = []
-    for _ in range(rounds):
-        for title, text in texts:
-            started = time.perf_counter()
-            evaluate(title, text)
-            times.append(time.perf_counter() - started)
-    return times
-
-
-def measure(size: int) -> dict:
-    """Measure one rule-set size in this (fresh) process."""
+def footprint(size: int) -> dict:
+    """Compile *size* rules and match every article once, in this (fresh) process."""
     from sokbo.matching import RuleSet
 
     texts = articles()
@@ -158,28 +149,45 @@ def measure(size: int) -> dict:
     started = time.perf_counter()
     ruleset = RuleSet(rules)
     compile_s = time.perf_counter() - started
-    ruleset.evaluate(*texts[0])  # warm caches
-    engine = timings(ruleset.evaluate, texts, rounds=30)
-    matched = sum(len(ruleset.evaluate(t, x)) for t, x in texts)
-    baseline = Baseline(rules)
-    assert all({m.rule_id for m in ruleset.evaluate(t, x)} <= set(baseline.evaluate(t, x))
-               for t, x in texts), "the engine found a rule the baseline did not"
-    base = timings(baseline.evaluate, texts, rounds=3 if size >= 10_000 else 10)
-    kb = [len((t + x).encode()) / 1024 for t, x in texts]
-    rounds_bytes = sum(kb) * 1024
-    return {
-        "size": size, "compile_s": compile_s,
-        "median_us": statistics.median(engine) * 1e6,
-        "p99_us": statistics.quantiles(engine, n=100)[98] * 1e6,
-        "per_3kb_us": statistics.median(t / (k / 3) for t, k in
-                                        zip(engine, kb * (len(engine) // len(kb)), strict=True))
-        * 1e6,
-        "mb_per_s": rounds_bytes * 30 / sum(engine) / 1e6,
-        "baseline_median_us": statistics.median(base) * 1e6,
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "articles": len(texts), "median_kb": statistics.median(kb),
-        "matches_per_article": matched / len(texts),
-    }
+    matched = sum(len(ruleset.evaluate(title, text)) for title, text in texts)
+    return {"compile_s": compile_s, "rss_mb": resource.getrusage(resource.RUSAGE_SELF)
+            .ru_maxrss / 1024, "matches_per_article": matched / len(texts)}
+
+
+def measure(rounds: int = 30, baseline_rounds: int = 3) -> list[dict]:
+    """Time every size, interleaved round by round so machine drift hits all alike."""
+    from sokbo.matching import RuleSet
+
+    texts = articles()
+    kb = [len((title + text).encode()) / 1024 for title, text in texts]
+    engines = {n: RuleSet(generate_rules(n, texts)) for n in SIZES}
+    baselines = {n: Baseline(generate_rules(n, texts)) for n in SIZES}
+    for n in SIZES:  # the engine finds nothing the plain evaluation does not
+        assert all({m.rule_id for m in engines[n].evaluate(t, x)} <= set(
+            baselines[n].evaluate(t, x)) for t, x in texts)
+    times: dict[int, list[float]] = {n: [] for n in SIZES}
+    base: dict[int, list[float]] = {n: [] for n in SIZES}
+    for round_ in range(rounds):
+        for n in SIZES:
+            for title, text in texts:
+                started = time.perf_counter()
+                engines[n].evaluate(title, text)
+                times[n].append(time.perf_counter() - started)
+                if round_ < baseline_rounds:
+                    started = time.perf_counter()
+                    baselines[n].evaluate(title, text)
+                    base[n].append(time.perf_counter() - started)
+    results = []
+    for n in SIZES:
+        per_3kb = [t / (k / 3) for t, k in zip(times[n], kb * rounds, strict=True)]
+        results.append({
+            "size": n, "median_us": statistics.median(times[n]) * 1e6,
+            "p99_us": statistics.quantiles(times[n], n=100)[98] * 1e6,
+            "per_3kb_us": statistics.median(per_3kb) * 1e6,
+            "mb_per_s": sum(kb) * 1024 * rounds / sum(times[n]) / 1e6,
+            "baseline_median_us": statistics.median(base[n]) * 1e6,
+            "articles": len(texts), "median_kb": statistics.median(kb)})
+    return results
 
 
 def machine() -> str:
@@ -213,24 +221,26 @@ def render(results: list[dict]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, help="measure one size and print JSON (internal)")
+    parser.add_argument("--footprint", type=int, help="compile time and RSS of one size "
+                        "(JSON; run in a fresh process by the benchmark itself)")
     parser.add_argument("--out", type=Path, help="write the table into this Markdown file")
     args = parser.parse_args()
-    if args.size:
-        print(json.dumps(measure(args.size)))
+    if args.footprint:
+        print(json.dumps(footprint(args.footprint)))
         return 0
-    results = []
-    for size in SIZES:  # each size in a fresh process, so peak RSS is its own
-        out = subprocess.run([sys.executable, __file__, "--size", str(size)], check=True,
-                             capture_output=True, text=True).stdout
-        results.append(json.loads(out.strip().splitlines()[-1]))
-        print(f"measured {size:,} rules", file=sys.stderr)
+    results = measure()
+    for result in results:  # each size in a fresh process, so peak RSS is its own
+        out = subprocess.run([sys.executable, __file__, "--footprint", str(result["size"])],
+                             check=True, capture_output=True, text=True).stdout
+        result.update(json.loads(out.strip().splitlines()[-1]))
     first = results[0]
     table = render(results)
     notes = (f"{first['articles']} corpus articles (median {first['median_kb']:.1f} KB of UTF-8 "
-             "title + text), 30 rounds each; baseline: 10 rounds (3 at 10,000 rules). "
-             "Per-article time includes normalising title and text, the automaton pass, "
-             "boolean and NEAR evaluation, and building the hits of matching rules.")
+             "title + text), 30 rounds, the sizes interleaved round by round; baseline: "
+             "3 rounds. Per-article time includes normalising title and text, the "
+             "automaton pass, boolean and NEAR evaluation, and building the hits of "
+             "matching rules. Compile time and peak RSS come from a fresh process per "
+             "size (RSS includes the interpreter, pydantic, trafilatura for the corpus).")
     print(table)
     print(notes)
     if args.out:
