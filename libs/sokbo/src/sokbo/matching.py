@@ -161,8 +161,8 @@ class RuleSet:
                         return True
                 return False
             return term
-        if isinstance(node, Near):
-            return lambda scan: bool(self._near_hits(node, scan))
+        if isinstance(node, Near):  # one pair within reach is enough to hold
+            return lambda scan: bool(self._near_hits(node, scan, limit=2))
         if isinstance(node, Not):
             inner = self._compile(node.child)
             return lambda scan: not inner(scan)
