@@ -13,6 +13,7 @@ Korean sites do), which exercises the parser's <meta charset> path.
 from __future__ import annotations
 
 import argparse
+import os
 import contextlib
 import http.server
 import sys
@@ -26,7 +27,8 @@ def make_handler(root: Path) -> type[http.server.BaseHTTPRequestHandler]:
         server_version = "sokbo-demo-site/1"
 
         def do_GET(self) -> None:  # noqa: N802 (stdlib name)
-            path = (root / self.path.split("?", 1)[0].lstrip("/")).resolve()
+            # normpath, not resolve: ".." cannot climb out, symlinked pages still serve
+            path = Path(os.path.normpath(root / self.path.split("?", 1)[0].lstrip("/")))
             if root not in path.parents or not path.is_file():
                 self.send_error(404, "no such page")
                 return
