@@ -13,9 +13,9 @@ Korean sites do), which exercises the parser's <meta charset> path.
 from __future__ import annotations
 
 import argparse
-import os
 import contextlib
 import http.server
+import os
 import sys
 from pathlib import Path
 
