@@ -54,14 +54,19 @@ def generate_rules(count: int, texts: list[tuple[str, str]]) -> list[tuple[str, 
 
     Terms are made-up Korean and Latin names (company, product and policy names are
     what monitors watch) and, for 5% of them, words taken from the articles
-    themselves, so a realistic share of rules fires: about 1 per article per 250
-    rules. Shapes: 35% a term, 20% a phrase, 20% boolean combinations, 10% NEAR,
-    10% implicit AND, 5% title scope.
+    themselves — words found in one article only, as names are, not function words
+    like 있다 that no one monitors — so a realistic share of rules fires. Shapes:
+    35% a term, 20% a phrase, 20% boolean combinations, 10% NEAR, 10% implicit AND,
+    5% title scope.
     """
     rng = random.Random(SEED)
-    words = sorted({w for _, t in texts for w in t.split()
-                    if 2 <= len(w) <= 12 and re.fullmatch(r"[0-9A-Za-z가-힣]+", w)
-                    and w.upper() not in {"AND", "OR", "NOT"} and not w.startswith("NEAR")})
+    frequency: dict[str, int] = {}
+    for _, text in texts:
+        for word in set(text.split()):
+            frequency[word] = frequency.get(word, 0) + 1
+    words = sorted(w for w, n in frequency.items()
+                   if n == 1 and 2 <= len(w) <= 12 and re.fullmatch(r"[0-9A-Za-z가-힣]+", w)
+                   and w.upper() not in {"AND", "OR", "NOT"} and not w.startswith("NEAR"))
     syllables = "가나다라마바사아자차카타파하소버린오픈코리아삼성전기반도체수출정책"
     latin = ["Nova", "Quark", "Helio", "Vanta", "Orbis", "Lumen", "Axion", "Zephyr"]
 

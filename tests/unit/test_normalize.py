@@ -137,3 +137,14 @@ def test_fast_normalisation_agrees_with_the_definition(text: str) -> None:
     norm = normalize(text)
     assert norm.key == key
     assert [(norm.start_of(i), norm.end_of(i)) for i in range(len(key))] == spans
+    # word numbers (for NEAR) differ exactly as whitespace-separated words of the text do
+    from sokbo.normalize import CONNECTORS, ZERO_WIDTH
+
+    def word_of(prefix: str) -> int:  # tokens of the normalised text before a position
+        clean = prefix.translate({ord(c): None for c in ZERO_WIDTH | CONNECTORS})
+        return len(clean.split()) - (0 if not clean or clean[-1].isspace() else 1)
+
+    words = [word_of(text[:end - 1]) for _, end in spans]
+    numbers = [norm.word_index(i) for i in range(len(key))]
+    assert [b - a for a, b in zip(numbers, numbers[1:], strict=False)] == [
+        b - a for a, b in zip(words, words[1:], strict=False)]

@@ -15,7 +15,6 @@ https://pyahocorasick.readthedocs.io/
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -65,7 +64,6 @@ class _Scan:
 
     norms: dict[str, Normalized]
     by_key: dict[str, list[_Occurrence]]
-    words: dict[str, list[int]] = field(default_factory=dict)
     cache: dict[Term, list[_Occurrence]] = field(default_factory=dict)
     hits: dict[tuple[_Occurrence, str, str | None], Hit] = field(default_factory=dict)
 
@@ -84,13 +82,9 @@ class _Scan:
         return made
 
     def word_span(self, hit: _Occurrence) -> tuple[int, int]:
-        name = hit[0]
-        start, end = self.span(hit)
-        starts = self.words.get(name)
-        if starts is None:
-            starts = [m.start() for m in re.finditer(r"\S+", self.norms[name].original)]
-            self.words[name] = starts
-        return bisect_right(starts, start) - 1, bisect_right(starts, end - 1) - 1
+        """Return the first and last word index an occurrence covers (for NEAR)."""
+        norm = self.norms[hit[0]]
+        return norm.word_index(hit[1]), norm.word_index(hit[2] - 1)
 
 
 class RuleSet:

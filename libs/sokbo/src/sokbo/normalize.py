@@ -123,24 +123,63 @@ class Normalized:
         ends: per key character, the end index (exclusive) of its source span.
     """
 
-    __slots__ = ("_entry_keys", "_pieces", "_plan", "gaps", "key", "original")
+    __slots__ = ("_entries", "_entry_keys", "_gap_list", "_pieces", "_plan", "_word_starts",
+                 "gaps", "key", "original")
 
     def __init__(self, original: str, key: str, plan: list[tuple[int, int, str, bool]],
-                 gaps: frozenset[int] = frozenset(), entry_keys: list[int] | None = None
-                 ) -> None:
+                 gaps: list[int] | None = None, entry_keys: list[int] | None = None,
+                 entries: list[tuple[int, int, bool]] | None = None) -> None:
         self.original = original
         self.key = key
-        self.gaps = gaps  # key indices with a dropped character just before them
+        self._gap_list = gaps or []  # key indices after a dropped character, in order
+        self.gaps = frozenset(self._gap_list)
         self._plan = plan  # (start, end, folded, is_run) in original order, runs chunked
         self._entry_keys = entry_keys or [0] * len(plan)  # key offset where each entry starts
+        # per entry: its slice of the gap list, and whether every dropped run in it is
+        # one character wide (then offsets follow from the gaps alone)
+        self._entries = entries or [(0, 0, False)] * len(plan)
         self._pieces: dict[int, tuple[list[int], list[int], list[int]]] = {}
+        self._word_starts: list[int] | None = None
+
+    def word_index(self, i: int) -> int:
+        """Return which whitespace-separated word of the text key character *i* belongs to.
+
+        Words are counted from 0 or 1 (consistently for one text), so only differences
+        are meaningful: ``NEAR/n`` compares them.  Connectors and zero-width characters
+        do not separate words; whitespace does.
+        """
+        if self._word_starts is None:
+            starts: list[int] = []
+            for entry, (_, _, folded, _) in enumerate(self._plan):
+                lo, hi, _single = self._entries[entry]
+                if not _HAS_DELETED.search(folded):
+                    starts += self._gap_list[lo:hi]  # every gap here is whitespace
+                    continue
+                size = self._entry_keys[entry]
+                if folded[:1].isspace():
+                    starts.append(size)
+                for index, word in enumerate(folded.split()):
+                    if index:
+                        starts.append(size)
+                    size += len(_drop(word))
+                if folded[-1:].isspace():
+                    starts.append(size)
+            self._word_starts = sorted(set(starts))
+        return bisect_right(self._word_starts, i)
 
     def _locate(self, i: int) -> tuple[int, int, int]:
         """Return (key offset of the piece, original start, original end or -1) for key *i*.
 
-        Only the plan entry (a chunk of ~256 characters) holding *i* is indexed, once.
+        In a one-to-one chunk whose dropped characters stand alone (single spaces: the
+        usual case) the offset is computed from the gaps; otherwise only the plan entry
+        (a chunk of ~256 characters) holding *i* is indexed, once.
         """
         entry = bisect_right(self._entry_keys, i) - 1
+        lo, hi, single = self._entries[entry]
+        if single:
+            a = self._plan[entry][0]
+            return i, a + (i - self._entry_keys[entry]) + bisect_right(
+                self._gap_list, i, lo, hi) - lo, -1
         pieces = self._pieces.get(entry)
         if pieces is None:
             pieces = self._pieces[entry] = self._index_entry(entry)
@@ -231,23 +270,28 @@ def normalize(text: str) -> Normalized:
     if pos < len(text):
         _add_run(plan, pos, _fold_run(text[pos:]))
     parts: list[str] = []
-    gaps: set[int] = set()
+    gaps: list[int] = []
     entry_keys: list[int] = []
+    entries: list[tuple[int, int, bool]] = []
     size = 0
-    for _, _, folded, _ in plan:
+    for _, _, folded, is_run in plan:
         entry_keys.append(size)
+        first_gap, start = len(gaps), size
         spaced = folded.translate(_TO_SPACE) if _HAS_DELETED.search(folded) else folded
         words = spaced.split()
         if not words or spaced[0].isspace():
-            gaps.add(size)
+            gaps.append(size)
         for index, word in enumerate(words):
             if index:
-                gaps.add(size)
+                gaps.append(size)
             parts.append(word)
             size += len(word)
         if words and spaced[-1].isspace():
-            gaps.add(size)
-    return Normalized(text, "".join(parts), plan, frozenset(gaps), entry_keys)
+            gaps.append(size)
+        dropped = len(folded) - (size - start)
+        entries.append((first_gap, len(gaps),
+                        is_run and bool(words) and dropped == len(gaps) - first_gap))
+    return Normalized(text, "".join(parts), plan, gaps, entry_keys, entries)
 
 
 _CHUNK = 256
