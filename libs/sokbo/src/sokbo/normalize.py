@@ -20,6 +20,7 @@ import re
 import unicodedata
 from bisect import bisect_right
 from functools import lru_cache
+from itertools import accumulate
 
 __all__ = [
     "CONNECTORS",
@@ -155,15 +156,13 @@ class Normalized:
                 if not _HAS_DELETED.search(folded):
                     starts += self._gap_list[lo:hi]  # every gap here is whitespace
                     continue
-                size = self._entry_keys[entry]
-                if folded[:1].isspace():
-                    starts.append(size)
-                for index, word in enumerate(folded.split()):
-                    if index:
-                        starts.append(size)
-                    size += len(_drop(word))
-                if folded[-1:].isspace():
-                    starts.append(size)
+                clean = folded.translate(_DELETE)  # connectors and zero-width join words
+                ends = list(accumulate(map(len, clean.split()), initial=self._entry_keys[entry]))
+                if clean[:1].isspace():
+                    starts.append(ends[0])
+                starts += ends[1:-1]
+                if clean[-1:].isspace():
+                    starts.append(ends[-1])
             self._word_starts = sorted(set(starts))
         return bisect_right(self._word_starts, i)
 
