@@ -17,7 +17,7 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 0' INT TERM  # Ctrl-C is how the demo is meant to end
 if [[ -z "${CONFIG:-}" ]]; then
   redis_url=$(scripts/ensure_redis.sh)
   mkdir -p .run
