@@ -142,6 +142,7 @@ async def test_poison_entry_is_dead_lettered_after_max_deliveries(redis_url, red
     assert len(attempts) == 2
     entry = await _dead_letters(redis_client)
     assert entry["stage"] == "parser" and entry["deliveries"] == 3
+    assert entry["error"].endswith("last error: RuntimeError: boom")
     assert entry["original"]["url"] == "http://x/9"
 
 

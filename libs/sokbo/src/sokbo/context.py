@@ -10,6 +10,7 @@ idle longer than ``delivery.claim_idle`` (XAUTOCLAIM); an entry delivered more t
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from faststream import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisStreamMessage
 from pydantic import ValidationError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from sokbo import streams
 from sokbo.config import Settings
@@ -34,6 +35,7 @@ from sokbo.observability import DEAD_LETTERED
 __all__ = ["ServiceContext", "ensure_groups"]
 
 M = TypeVar("M", bound=Message)
+_IDS = ("source_id", "article_id", "alert_id")  # bound to every log event of a handler
 Handler = Callable[[Any], Awaitable[None]]
 
 
@@ -68,7 +70,10 @@ class ServiceContext:
 
         *handler* gets the validated *model*; returning acks the entry, raising
         :class:`PermanentError` dead-letters and acks it, raising anything else leaves
-        it pending for the claimer (after ``delivery.claim_idle`` seconds).  With
+        it pending for the claimer (after ``delivery.claim_idle`` seconds), logged once
+        as ``entry_left_pending``; acks are explicit (``AckPolicy.MANUAL``), so an entry
+        is acked only once its effect is durable, and never when the handler is
+        cancelled by a shutdown.  With
         *delete_done*, a handled entry is also deleted (XDEL): for ``sokbo.pages``,
         whose raw bodies are large and useless once parsed.
         """
@@ -79,7 +84,7 @@ class ServiceContext:
         for sub in (StreamSub(stream, group=group, consumer=consumer, polling_interval=500),
                     StreamSub(stream, group=group, consumer=f"{consumer}/claimer",
                               min_idle_time=claim_ms, polling_interval=1000)):
-            self.broker.subscriber(stream=sub, ack_policy=AckPolicy.NACK_ON_ERROR)(
+            self.broker.subscriber(stream=sub, ack_policy=AckPolicy.MANUAL)(
                 self._wrap(stream, group, model, handler, service, delete_done))
 
     def _wrap(self, stream: str, group: str, model: type[M],
@@ -89,7 +94,14 @@ class ServiceContext:
             body = msg.body
             entry_id = msg.raw_message["message_ids"][0].decode()
             with structlog.contextvars.bound_contextvars(service=service, entry_id=entry_id):
-                await self._consume(stream, group, model, handler, service, entry_id, body)
+                try:
+                    await self._consume(stream, group, model, handler, service, entry_id, body)
+                except Exception as exc:  # leave it pending: the claimer retries it
+                    await self._left_pending(stream, entry_id, exc)
+                    return
+                finally:
+                    structlog.contextvars.unbind_contextvars(*_IDS)
+                await msg.ack()
                 if delete_done:
                     await self.redis.xdel(stream, entry_id)
 
@@ -102,8 +114,11 @@ class ServiceContext:
         deliveries = await self._deliveries(stream, group, entry_id)
         max_deliveries = self.settings.delivery.max_deliveries
         if deliveries > max_deliveries:
+            last = await self.redis.get(streams.key("last-error", stream, entry_id))
+            reason = last.decode("utf-8", "replace") if last else "unknown"
             await self.dead_letter(service, stream, entry_id, body, deliveries,
-                                   f"gave up after {deliveries - 1} deliveries")
+                                   f"gave up after {deliveries - 1} deliveries; last error: "
+                                   f"{reason}")
             return
         try:
             message = model.model_validate_json(body)
@@ -111,18 +126,22 @@ class ServiceContext:
             await self.dead_letter(service, stream, entry_id, body, deliveries,
                                    f"invalid {model.__name__}: {exc.errors()[:3]}")
             return
-        ids = {name: getattr(message, name) for name in ("source_id", "article_id", "alert_id")
-               if isinstance(getattr(message, name, None), str)}
-        with structlog.contextvars.bound_contextvars(**ids):
-            try:
-                await handler(message)
-            except PermanentError as exc:
-                await self.dead_letter(service, stream, entry_id, body, deliveries, str(exc))
-            except Exception as exc:
-                get_logger().warning("entry_left_pending", stream=stream, deliveries=deliveries,
-                                     retry_after_s=self.settings.delivery.claim_idle,
-                                     error=f"{type(exc).__name__}: {exc}")
-                raise
+        structlog.contextvars.bind_contextvars(**{
+            name: getattr(message, name) for name in _IDS
+            if isinstance(getattr(message, name, None), str)})
+        try:
+            await handler(message)
+        except PermanentError as exc:
+            await self.dead_letter(service, stream, entry_id, body, deliveries, str(exc))
+
+    async def _left_pending(self, stream: str, entry_id: str, exc: Exception) -> None:
+        """Log a failure that leaves *entry_id* pending, and keep its reason for the end."""
+        error = f"{type(exc).__name__}: {exc}"
+        get_logger().warning("entry_left_pending", stream=stream, error=error,
+                             retry_after_s=self.settings.delivery.claim_idle)
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.set(streams.key("last-error", stream, entry_id), error[:500],
+                                 ex=7 * 86400)
 
     async def _deliveries(self, stream: str, group: str, entry_id: str) -> int:
         """Return how many times *entry_id* has been delivered to *group* (XPENDING)."""
