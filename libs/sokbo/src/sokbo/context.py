@@ -1,8 +1,9 @@
 """What a service registers with: settings, the broker, Redis, and a subscribe helper.
 
 Delivery semantics (DESIGN.md): each stream is read through a consumer group named
-after the consuming service; a handler that raises leaves its entry pending
-(``AckPolicy.NACK_ON_ERROR``); a second subscriber in the same group claims entries
+after the consuming service; entries are acked explicitly (``AckPolicy.MANUAL``)
+once their effect is durable, so a handler that raises, or is cancelled by a
+shutdown, leaves its entry pending; a second subscriber in the same group claims entries
 idle longer than ``delivery.claim_idle`` (XAUTOCLAIM); an entry delivered more than
 ``delivery.max_deliveries`` times, or failing with :class:`PermanentError`, goes to
 ``sokbo.dead-letter`` and is acked.
