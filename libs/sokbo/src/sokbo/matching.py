@@ -182,11 +182,14 @@ class RuleSet:
             return found
         for name in _FIELDS:
             norm = norms[name]
-            for end, (key, left, right) in self._automaton.iter(norm.key):
-                a, b = end + 1 - len(key), end + 1
-                if left and is_latin_alnum(norm.char_before(a)):
+            text, gaps, size = norm.key, norm.gaps, len(norm.key)
+            # the hot loop: Normalized.char_before/char_after inlined (a gap is a boundary)
+            for end, (key, length, left, right) in self._automaton.iter(text):
+                b = end + 1
+                a = b - length
+                if left and a and a not in gaps and is_latin_alnum(text[a - 1]):
                     continue
-                if right and is_latin_alnum(norm.char_after(b)):
+                if right and b < size and b not in gaps and is_latin_alnum(text[b]):
                     continue
                 found[key].append((name, a, b, key))
         return found
@@ -208,6 +211,8 @@ class RuleSet:
         """
         hits: list[tuple[Term, _Occurrence]] = []
         distance = node.distance
+        if not self._occurrences(node.left, scan) or not self._occurrences(node.right, scan):
+            return hits  # one side absent: nothing to pair (the usual case for a candidate)
         for name in _FIELDS:
             rights = sorted((scan.word_span(r), r) for r in self._occurrences(node.right, scan)
                             if r[0] == name)
@@ -299,7 +304,8 @@ def _build_automaton(keys: set[str]) -> ahocorasick.Automaton | None:
         return None
     automaton = ahocorasick.Automaton()
     for key in keys:
-        automaton.add_word(key, (key, is_latin_alnum(key[0]), is_latin_alnum(key[-1])))
+        automaton.add_word(key, (key, len(key), is_latin_alnum(key[0]),
+                                 is_latin_alnum(key[-1])))
     automaton.make_automaton()
     return automaton
 
