@@ -66,6 +66,7 @@ class _Scan:
     by_key: dict[str, list[_Occurrence]]
     cache: dict[Term, list[_Occurrence]] = field(default_factory=dict)
     hits: dict[tuple[_Occurrence, str, str | None], Hit] = field(default_factory=dict)
+    parts: dict[Term | Near, tuple[list[Hit], list[str]]] = field(default_factory=dict)
 
     def span(self, hit: _Occurrence) -> tuple[int, int]:
         """Return the ``[start, end)`` in the original field text of an occurrence."""
@@ -234,20 +235,44 @@ class RuleSet:
         return hits
 
     def _report(self, rule: _Rule, scan: _Scan) -> RuleMatch:
-        hits: dict[tuple[str, int, int], Hit] = {}  # one hit per span, the first term wins
-        terms: dict[str, None] = {}
+        if len(rule.parts) == 1:  # the common case: the part's hits are the rule's
+            hits, terms = self._part_hits(rule.parts[0], scan)
+            return RuleMatch(rule.rule_id, list(hits), list(terms))
+        merged: dict[tuple[str, int, int], Hit] = {}  # one hit per span, the first term wins
+        names: dict[str, None] = {}
         for part in rule.parts:
+            hits, terms = self._part_hits(part, scan)
+            for hit in hits:
+                merged.setdefault((hit.field, hit.start, hit.end), hit)
+            names.update(dict.fromkeys(terms))
+        ordered = sorted(merged.values(), key=_document_order)
+        return RuleMatch(rule.rule_id, ordered[:MAX_HITS], list(names))
+
+    def _part_hits(self, part: Term | Near, scan: _Scan) -> tuple[list[Hit], list[str]]:
+        """Return one positive part's hits (document order, at most MAX_HITS) and terms.
+
+        Cached per scan: rules sharing a term build its hits once.
+        """
+        cached = scan.parts.get(part)
+        if cached is None:
             found = (self._near_hits(part, scan) if isinstance(part, Near)
                      else [(part, hit) for hit in sorted(self._occurrences(part, scan))
                            [:MAX_HITS]])
+            hits: dict[tuple[str, int, int], Hit] = {}
+            terms: dict[str, None] = {}
             for term, occurrence in found:
                 key = occurrence[3]
                 spelling = None if key == self._own[term] else self._keys[term][key]
                 hit = scan.hit(occurrence, term.text, spelling)
                 hits.setdefault((hit.field, hit.start, hit.end), hit)
                 terms.setdefault(term.text)
-        ordered = sorted(hits.values(), key=lambda h: (h.field != "title", h.start, h.end))
-        return RuleMatch(rule.rule_id, ordered[:MAX_HITS], list(terms))
+            cached = (sorted(hits.values(), key=_document_order)[:MAX_HITS], list(terms))
+            scan.parts[part] = cached
+        return cached
+
+
+def _document_order(hit: Hit) -> tuple[bool, int, int]:
+    return hit.field != "title", hit.start, hit.end
 
 
 def _positive_parts(node: Node, positive: bool = True) -> list[Term | Near]:
