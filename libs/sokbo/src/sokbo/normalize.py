@@ -40,10 +40,6 @@ ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e")
 CONNECTORS = frozenset("-_\u00b7\u2010\u2011\u318d\u30fb\u2027")
 
 
-def _drops(ch: str) -> bool:
-    return ch.isspace() or ch in ZERO_WIDTH or ch in CONNECTORS
-
-
 def _extends(ch: str) -> bool:
     """Tell whether *ch* composes with the character before it (combining mark, jamo)."""
     return (
@@ -87,14 +83,6 @@ def _segment_end(text: str, i: int) -> int:
     return j
 
 
-def _segment_start(text: str, end: int) -> int:
-    """Return the start of the composition segment that ends just before index *end*."""
-    j = end - 1
-    while j > 0 and _extends(text[j]):
-        j -= 1
-    return j
-
-
 _DROPPED = "".join(sorted(ZERO_WIDTH | CONNECTORS))
 _KEPT = re.compile("[^\\s" + re.escape(_DROPPED) + "]+")
 _DELETE = {ord(ch): None for ch in _DROPPED}
@@ -102,10 +90,6 @@ _TO_SPACE = {ord(ch): " " for ch in _DROPPED}
 _HAS_DELETED = re.compile("[" + re.escape(_DROPPED) + "]")
 
 
-def _drop(folded: str) -> str:
-    """Remove whitespace, zero-width and connector characters (str.split is C-fast)."""
-    kept = "".join(folded.split())
-    return kept.translate(_DELETE) if _HAS_DELETED.search(kept) else kept
 #: characters known to fold one-to-one and compose with nothing: printable ASCII,
 #: Hangul syllables, CJK ideographs, Hiragana and Katakana (not the sound marks)
 _COMMON = re.compile("[\t\n\r\x20-\x7e\uac00-\ud7a3\u4e00-\u9fff\u3041-\u3096\u30a1-\u30fa]+")
