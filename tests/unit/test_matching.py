@@ -11,8 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sokbo.errors import QuerySyntaxError
-from sokbo.matching import RuleMatch, RuleSet, make_snippets, match
-from sokbo.messages import Hit
+from sokbo.matching import RuleMatch, RuleSet, TermHit, make_snippets, match
 from sokbo.normalize import key_of
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -128,7 +127,7 @@ def test_synonyms(query: str, text: str, expected: bool) -> None:
 
 def test_synonym_hit_reports_the_query_term() -> None:
     _, hits = match("OpenAI", "새 오픈AI 지사", synonyms=GROUPS)
-    assert hits == [Hit(field="text", term="OpenAI", start=2, end=6, synonym="오픈AI")]
+    assert hits == [TermHit(field="text", term="OpenAI", start=2, end=6, synonym="오픈AI")]
 
 
 def test_a_multi_word_synonym_inside_a_phrase() -> None:
@@ -189,7 +188,7 @@ def test_rule_set_reports_matching_rules_in_rule_order() -> None:
     results = rules.evaluate("", "'OpenAI 코리아'의 출범과 소버린AI")
     assert [r.rule_id for r in results] == ["sovereign", "openai"]
     assert results[1] == RuleMatch(
-        "openai", [Hit(field="text", term="OpenAI 코리아", start=1, end=11)], ["OpenAI 코리아"]
+        "openai", [TermHit(field="text", term="OpenAI 코리아", start=1, end=11)], ["OpenAI 코리아"]
     )
 
 

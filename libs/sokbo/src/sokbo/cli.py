@@ -161,7 +161,7 @@ def _match_rules(settings) -> int:
             continue
         matches = ruleset.evaluate(title, text)
         _emit({"rules": [m.rule_id for m in matches],
-               "hits": [{"rule": m.rule_id, **hit.model_dump(exclude_none=True)}
+               "hits": [{"rule": m.rule_id, **hit.message().model_dump(exclude_none=True)}
                         for m in matches for hit in m.hits]})
     return 0
 

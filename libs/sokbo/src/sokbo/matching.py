@@ -9,8 +9,8 @@ rules with at least one positive term present are then evaluated, on the set of
 terms found (and their word positions, for ``NEAR``).  Hits carry ``[start, end)``
 code-point offsets into the original, unnormalised title or text.
 
-Aho–Corasick: https://doi.org/10.1145/360825.360855 ; pyahocorasick docs:
-https://pyahocorasick.readthedocs.io/
+Aho–Corasick: https://doi.org/10.1145/360825.360855 ; the automaton is ahocorasick-rs
+(https://github.com/G-Research/ahocorasick_rs), Rust's aho-corasick crate.
 """
 
 from __future__ import annotations
@@ -19,15 +19,16 @@ from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
 
-import ahocorasick
+from ahocorasick_rs import AhoCorasick, MatchKind
 
 from sokbo.messages import Hit
 from sokbo.normalize import Normalized, is_latin_alnum, key_of, normalize
 from sokbo.query import Near, Node, Not, Or, Term, parse_query, terms_of
 from sokbo.snippets import make_snippets
 
-__all__ = ["RuleMatch", "RuleSet", "make_snippets", "match"]
+__all__ = ["RuleMatch", "RuleSet", "TermHit", "make_snippets", "match"]
 
 _MAX_EXPANSIONS = 64  # spellings one term may take through synonyms
 #: hits reported per rule (and per term of it), the first in the document; a text
@@ -37,21 +38,68 @@ MAX_HITS = 100
 _FIELDS = ("title", "text")
 
 
-@dataclass(frozen=True)
-class RuleMatch:
+class TermHit(NamedTuple):
+    """One hit as the engine reports it: the fields of :class:`sokbo.messages.Hit`.
+
+    A plain tuple, cheap to build for every hit of every rule that matches;
+    :meth:`message` gives the validated model an ``AlertRaised`` carries.
+    ``start``/``end`` are code-point offsets into the original ``field`` text.
+    """
+
+    field: Literal["title", "text"]
+    term: str
+    start: int
+    end: int
+    synonym: str | None = None
+
+    def message(self) -> Hit:
+        """Return this hit as the :class:`sokbo.messages.Hit` of alert messages."""
+        return Hit(field=self.field, term=self.term, start=self.start, end=self.end,
+                   synonym=self.synonym)
+
+
+class RuleMatch(NamedTuple):
     """One rule that matched: its id, the hits of its positive terms, their query texts."""
 
     rule_id: str
-    hits: list[Hit]
+    hits: list[TermHit]
     matched_terms: list[str]
+
+
+class _TermPart:
+    """A distinct term of the rule set, compiled once and shared by every rule using it.
+
+    Identity-hashed (a C-level hash) so that per-article caches keyed by it are cheap.
+    """
+
+    __slots__ = ("fields", "keys", "own", "spellings", "text")
+
+    def __init__(self, term: Term, spellings: dict[str, str]) -> None:
+        self.text = term.text
+        self.spellings = spellings  # key → spelling (the term's own first)
+        self.keys = tuple(spellings)
+        self.own = key_of(term.text)
+        self.fields = _FIELDS if term.field is None else (term.field,)
+
+
+class _NearPart:
+    """A distinct ``A NEAR/n B`` of the rule set, its sides compiled terms."""
+
+    __slots__ = ("distance", "left", "right")
+
+    def __init__(self, left: _TermPart, right: _TermPart, distance: int) -> None:
+        self.left, self.right, self.distance = left, right, distance
+
+
+_Part = _TermPart | _NearPart
 
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
     rule_id: str
     node: Node
-    test: Callable[[_Scan], bool]  # the boolean tree, compiled to closures
-    parts: tuple[Term | Near, ...]  # the positive terms and NEAR pairs, for reporting
+    test: Callable[[_Scan], bool] | None  # the boolean tree as closures; None: always
+    parts: tuple[_Part, ...]  # the positive terms and NEAR pairs, for reporting
 
 
 #: one occurrence of a key: field, [a, b) in that field's normalised key, the key
@@ -60,27 +108,52 @@ _Occurrence = tuple[str, int, int, str]
 
 @dataclass
 class _Scan:
-    """What one evaluation found: occurrences per key, per field word starts (for NEAR)."""
+    """What one evaluation found: the keys present per field, occurrences on demand."""
 
     norms: dict[str, Normalized]
-    by_key: dict[str, list[_Occurrence]]
-    cache: dict[Term, list[_Occurrence]] = field(default_factory=dict)
-    hits: dict[tuple[_Occurrence, str, str | None], Hit] = field(default_factory=dict)
-    parts: dict[Term | Near, tuple[list[Hit], list[str]]] = field(default_factory=dict)
+    patterns: list[str]  # the automaton's keys, by pattern index
+    edges: list[tuple[bool, bool]]  # per pattern: whether its first / last char is Latin
+    raw: dict[str, list[tuple[int, int, int]]]  # per field: (pattern, a, b) as found
+    present: dict[str, set[str]] = field(default_factory=dict)  # per field: keys kept
+    found: set[str] = field(default_factory=set)  # keys present in any field
+    located: dict[str, dict[str, list[_Occurrence]]] = field(default_factory=dict)
+    cache: dict[_TermPart, list[_Occurrence]] = field(default_factory=dict)
+    spans: dict[_Occurrence, tuple[int, int]] = field(default_factory=dict)
+    parts: dict[_Part, tuple[list[TermHit], list[str]]] = field(default_factory=dict)
 
-    def span(self, hit: _Occurrence) -> tuple[int, int]:
-        """Return the ``[start, end)`` in the original field text of an occurrence."""
-        return self.norms[hit[0]].span(hit[1], hit[2])
+    def occurrences(self, key: str, name: str) -> list[_Occurrence]:
+        """Return the occurrences of *key* in field *name* whose Latin edges are word
+        boundaries, in document order (overlapping ones included).
 
-    def hit(self, occurrence: _Occurrence, term: str, synonym: str | None) -> Hit:
-        """Return the :class:`Hit` for *occurrence* reported as *term* (shared by rules)."""
-        made = self.hits.get((occurrence, term, synonym))
-        if made is None:
-            start, end = self.span(occurrence)
-            made = Hit.model_construct(field=occurrence[0], term=term, start=start, end=end,
-                                       synonym=synonym)  # fields known valid: no validation
-            self.hits[(occurrence, term, synonym)] = made
-        return made
+        The automaton's matches of a field are grouped by key on first use: an article
+        that no rule needs positions for never pays for it.
+        """
+        by_key = self.located.get(name)
+        if by_key is None:
+            by_key = self.located[name] = {}
+            norm, patterns, edges = self.norms[name], self.patterns, self.edges
+            text, gaps, size = norm.key, norm.gaps, len(norm.key)
+            for index, a, b in self.raw[name]:
+                found = patterns[index]
+                left, right = edges[index]
+                if left and a and a not in gaps and is_latin_alnum(text[a - 1]):
+                    continue  # a Latin edge inside a longer Latin word
+                if right and b < size and b not in gaps and is_latin_alnum(text[b]):
+                    continue
+                occurrence = (name, a, b, found)
+                if found in by_key:
+                    by_key[found].append(occurrence)
+                else:
+                    by_key[found] = [occurrence]
+        return by_key.get(key, [])
+
+    def hit(self, occurrence: _Occurrence, term: str, synonym: str | None) -> TermHit:
+        """Return the :class:`TermHit` for *occurrence* reported as *term*."""
+        span = self.spans.get(occurrence)
+        if span is None:
+            span = self.spans[occurrence] = self.norms[occurrence[0]].span(
+                occurrence[1], occurrence[2])
+        return TermHit(occurrence[0], term, span[0], span[1], synonym)  # type: ignore[arg-type]
 
     def word_span(self, hit: _Occurrence) -> tuple[int, int]:
         """Return the first and last word index an occurrence covers (for NEAR)."""
@@ -108,19 +181,29 @@ class RuleSet:
         parsed = [(rule_id, parse_query(query)) for rule_id, query in rules]
         self._synonyms = _Synonyms(synonyms)
         self._keys: dict[Term, dict[str, str]] = {}
-        self._own: dict[Term, str] = {}
-        self._rules_by_key: dict[str, set[int]] = defaultdict(set)
+        self._terms: dict[Term, _TermPart] = {}
+        self._nears: dict[Near, _NearPart] = {}
+        rules_by_key: dict[str, set[int]] = defaultdict(set)
         for index, (_, node) in enumerate(parsed):
             for term in terms_of(node):
                 if term not in self._keys:
                     self._keys[term] = self._synonyms.spellings(term.text)
-                    self._own[term] = key_of(term.text)
-            for term in _positive_terms(node):
-                for key in self._keys[term]:
-                    self._rules_by_key[key].add(index)
-        self._rules = [_Rule(rule_id, node, self._compile(node), tuple(_positive_parts(node)))
+                    self._terms[term] = _TermPart(term, self._keys[term])
+            required = self._required(node)  # a rule is looked at only if one is present
+            if required is None:
+                required = {key for term in _positive_terms(node) for key in self._keys[term]}
+            for key in required:
+                rules_by_key[key].add(index)
+        self._rules_by_key = {key: tuple(sorted(found)) for key, found in rules_by_key.items()}
+        self._rules = [_Rule(rule_id, node, self._compile(node, top=True),
+                             tuple(self._part(part) for part in _positive_parts(node)))
                        for rule_id, node in parsed]
-        self._automaton = _build_automaton({k for keys in self._keys.values() for k in keys})
+        self._patterns = sorted({k for spellings in self._keys.values() for k in spellings})
+        self._edges = [(is_latin_alnum(k[0]), is_latin_alnum(k[-1])) for k in self._patterns]
+        self._edged = frozenset(k for k, edges in zip(self._patterns, self._edges, strict=True)
+                                if any(edges))
+        self._automaton = (AhoCorasick(self._patterns, matchkind=MatchKind.Standard)
+                           if self._patterns else None)
 
     def evaluate(self, title: str, text: str) -> list[RuleMatch]:
         """Return one :class:`RuleMatch` per rule that matches, in rule order.
@@ -134,34 +217,76 @@ class RuleSet:
             title first then by offset, each ``[start, end)`` into *title* or *text*.
         """
         norms = {"title": normalize(title), "text": normalize(text)}
-        scan = _Scan(norms, self._find(norms))
-        candidates = sorted({i for key in scan.by_key for i in self._rules_by_key.get(key, ())})
+        scan = self._find(norms)
+        rules_by_key = self._rules_by_key
+        candidates: set[int] = set()
+        for key in scan.found:
+            candidates.update(rules_by_key.get(key, ()))
         matches = []
-        for index in candidates:
-            rule = self._rules[index]
-            if rule.test(scan):
-                matches.append(self._report(rule, scan))
+        rules, parts, report = self._rules, scan.parts, self._report
+        for index in sorted(candidates):
+            rule = rules[index]
+            if rule.test is None or rule.test(scan):
+                if len(rule.parts) == 1 and rule.parts[0] in parts:  # shared, already built
+                    hits, terms = parts[rule.parts[0]]
+                    matches.append(RuleMatch(rule.rule_id, list(hits), list(terms)))
+                else:
+                    matches.append(report(rule, scan))
         return matches
 
-    def _compile(self, node: Node) -> Callable[[_Scan], bool]:
-        """Turn *node* into a closure over a scan: plain loops, no per-call dispatch."""
-        if isinstance(node, Term):
-            keys, only = tuple(self._keys[node]), node.field
+    def _required(self, node: Node) -> frozenset[str] | None:
+        """Return keys of which one must be present for *node* to hold (None: unknown).
 
-            def term(scan: _Scan) -> bool:
-                found = scan.by_key
-                for key in keys:
-                    hits = found.get(key)
-                    if hits and (only is None or any(h[0] == only for h in hits)):
-                        return True
-                return False
-            return term
+        The presearch of monitoring engines (Luwak, Elasticsearch's percolator): a rule
+        is indexed under the keys of one required part only — for ``A AND B`` and
+        ``A NEAR/n B`` the part with the longest shortest key (the rarer, as a rule),
+        for ``A OR B`` the keys of both — so rules that cannot hold are never evaluated.
+        """
+        if isinstance(node, Term):
+            return frozenset(self._keys[node])
+        if isinstance(node, Not):
+            return None
+        if isinstance(node, Or):
+            options = [self._required(child) for child in node.children]
+            if any(option is None for option in options):
+                return None
+            return frozenset().union(*options)  # type: ignore[arg-type]
+        children = (node.left, node.right) if isinstance(node, Near) else node.children
+        options = [o for o in (self._required(child) for child in children) if o is not None]
+        if not options:
+            return None
+        return max(options, key=lambda keys: (min(map(len, keys), default=1 << 30), -len(keys)))
+
+    def _part(self, node: Term | Near) -> _Part:
+        """Return the shared compiled form of a term or NEAR pair."""
+        if isinstance(node, Term):
+            return self._terms[node]
+        part = self._nears.get(node)
+        if part is None:
+            part = self._nears[node] = _NearPart(self._terms[node.left], self._terms[node.right],
+                                                 node.distance)
+        return part
+
+    def _compile(self, node: Node, top: bool = False) -> Callable[[_Scan], bool] | None:
+        """Turn *node* into a closure over a scan: plain loops, no per-call dispatch.
+
+        A rule that is one term over both fields compiles to None: it holds whenever
+        it is a candidate (one of its keys is present).
+        """
+        if isinstance(node, Term):
+            keys, only = frozenset(self._keys[node]), node.field
+            if only is None:
+                if top:
+                    return None
+                return lambda scan: not scan.found.isdisjoint(keys)
+            return lambda scan: not scan.present[only].isdisjoint(keys)
         if isinstance(node, Near):  # one pair within reach is enough to hold
-            return lambda scan: bool(self._near_hits(node, scan, limit=2))
+            near = self._part(node)
+            return lambda scan: bool(self._near_hits(near, scan, limit=2))  # type: ignore[arg-type]
         if isinstance(node, Not):
             inner = self._compile(node.child)
             return lambda scan: not inner(scan)
-        tests = tuple(self._compile(child) for child in node.children)
+        tests = tuple(self._compile(child) for child in node.children)  # type: ignore[misc]
         if isinstance(node, Or):
             def any_of(scan: _Scan) -> bool:
                 for test in tests:  # noqa: SIM110 (a loop: no generator per call)
@@ -177,40 +302,45 @@ class RuleSet:
             return True
         return all_of
 
-    def _find(self, norms: dict[str, Normalized]) -> dict[str, list[_Occurrence]]:
-        found: dict[str, list[_Occurrence]] = defaultdict(list)
-        if self._automaton is None:
-            return found
-        for name in _FIELDS:
-            norm = norms[name]
-            text, gaps, size = norm.key, norm.gaps, len(norm.key)
-            # the hot loop: Normalized.char_before/char_after inlined (a gap is a boundary)
-            for end, (key, length, left, right) in self._automaton.iter(text):
-                b = end + 1
-                a = b - length
-                if left and a and a not in gaps and is_latin_alnum(text[a - 1]):
-                    continue
-                if right and b < size and b not in gaps and is_latin_alnum(text[b]):
-                    continue
-                found[key].append((name, a, b, key))
-        return found
+    def _find(self, norms: dict[str, Normalized]) -> _Scan:
+        """Run the automaton over each field's key; return the scan with the keys present.
 
-    def _occurrences(self, term: Term, scan: _Scan) -> list[_Occurrence]:
+        Overlapping matches are all reported (every key found wherever it starts).  A
+        key with a Latin edge is kept only where an occurrence has word boundaries.
+        """
+        patterns, edged = self._patterns, self._edged
+        raw: dict[str, list[tuple[int, int, int]]] = {}
+        if self._automaton is not None:
+            find = self._automaton.find_matches_as_indexes
+            raw = {name: find(norms[name].key, overlapping=True) for name in _FIELDS}
+        scan = _Scan(norms, patterns, self._edges, raw)
+        for name in _FIELDS:
+            keys = {patterns[index] for index, _, _ in raw.get(name, ())}
+            for key in keys & edged:
+                if not scan.occurrences(key, name):
+                    keys.discard(key)
+            scan.present[name] = keys
+            scan.found |= keys
+        return scan
+
+    @staticmethod
+    def _occurrences(term: _TermPart, scan: _Scan) -> list[_Occurrence]:
         cached = scan.cache.get(term)
         if cached is None:
-            cached = [hit for key in self._keys[term] for hit in scan.by_key.get(key, ())
-                      if term.field is None or hit[0] == term.field]
+            present, occurrences = scan.present, scan.occurrences
+            cached = [hit for name in term.fields for key in term.keys
+                      if key in present[name] for hit in occurrences(key, name)]
             scan.cache[term] = cached
         return cached
 
-    def _near_hits(self, node: Near, scan: _Scan, limit: int = MAX_HITS
-                   ) -> list[tuple[Term, _Occurrence]]:
+    def _near_hits(self, node: _NearPart, scan: _Scan, limit: int = MAX_HITS
+                   ) -> list[tuple[_TermPart, _Occurrence]]:
         """Return pairs of occurrences within ``node.distance`` words, at most *limit* hits.
 
         Right-hand occurrences are sorted by word and only those in the window around
         each left one are looked at: O((n + m) log m), whatever the text repeats.
         """
-        hits: list[tuple[Term, _Occurrence]] = []
+        hits: list[tuple[_TermPart, _Occurrence]] = []
         distance = node.distance
         if not self._occurrences(node.left, scan) or not self._occurrences(node.right, scan):
             return hits  # one side absent: nothing to pair (the usual case for a candidate)
@@ -238,7 +368,7 @@ class RuleSet:
         if len(rule.parts) == 1:  # the common case: the part's hits are the rule's
             hits, terms = self._part_hits(rule.parts[0], scan)
             return RuleMatch(rule.rule_id, list(hits), list(terms))
-        merged: dict[tuple[str, int, int], Hit] = {}  # one hit per span, the first term wins
+        merged: dict[tuple[str, int, int], TermHit] = {}  # one hit per span, the first term wins
         names: dict[str, None] = {}
         for part in rule.parts:
             hits, terms = self._part_hits(part, scan)
@@ -248,30 +378,48 @@ class RuleSet:
         ordered = sorted(merged.values(), key=_document_order)
         return RuleMatch(rule.rule_id, ordered[:MAX_HITS], list(names))
 
-    def _part_hits(self, part: Term | Near, scan: _Scan) -> tuple[list[Hit], list[str]]:
+    def _part_hits(self, part: _Part, scan: _Scan) -> tuple[list[TermHit], list[str]]:
         """Return one positive part's hits (document order, at most MAX_HITS) and terms.
 
         Cached per scan: rules sharing a term build its hits once.
         """
         cached = scan.parts.get(part)
-        if cached is None:
-            found = (self._near_hits(part, scan) if isinstance(part, Near)
-                     else [(part, hit) for hit in sorted(self._occurrences(part, scan))
-                           [:MAX_HITS]])
-            hits: dict[tuple[str, int, int], Hit] = {}
-            terms: dict[str, None] = {}
-            for term, occurrence in found:
-                key = occurrence[3]
-                spelling = None if key == self._own[term] else self._keys[term][key]
-                hit = scan.hit(occurrence, term.text, spelling)
-                hits.setdefault((hit.field, hit.start, hit.end), hit)
-                terms.setdefault(term.text)
-            cached = (sorted(hits.values(), key=_document_order)[:MAX_HITS], list(terms))
+        if cached is not None:
+            return cached
+        if isinstance(part, _TermPart) and len(part.keys) == 1:
+            # one spelling: occurrences come title first, each field in order, all distinct
+            occurrences = self._occurrences(part, scan)[:MAX_HITS]
+            if not occurrences:
+                cached = scan.parts[part] = ([], [])
+                return cached
+            hit = scan.hit
+            cached = ([hit(occurrence, part.text, None) for occurrence in occurrences],
+                      [part.text])
             scan.parts[part] = cached
+            return cached
+        if isinstance(part, _NearPart):
+            found = self._near_hits(part, scan)
+        else:
+            ordered = sorted(self._occurrences(part, scan), key=_occurrence_order)
+            found = [(part, hit) for hit in ordered[:MAX_HITS]]
+        hits: dict[tuple[str, int, int], TermHit] = {}
+        terms: dict[str, None] = {}
+        for term, occurrence in found:
+            key = occurrence[3]
+            spelling = None if key == term.own else term.spellings[key]
+            made = scan.hit(occurrence, term.text, spelling)
+            hits.setdefault((made.field, made.start, made.end), made)
+            terms.setdefault(term.text)
+        cached = (sorted(hits.values(), key=_document_order)[:MAX_HITS], list(terms))
+        scan.parts[part] = cached
         return cached
 
 
-def _document_order(hit: Hit) -> tuple[bool, int, int]:
+def _occurrence_order(occurrence: _Occurrence) -> tuple[bool, int, int]:
+    return occurrence[0] != "title", occurrence[1], occurrence[2]
+
+
+def _document_order(hit: TermHit) -> tuple[bool, int, int]:
     return hit.field != "title", hit.start, hit.end
 
 
@@ -324,20 +472,9 @@ class _Synonyms:
         return {key: spelling for key, spelling in tails[0].items() if key}
 
 
-def _build_automaton(keys: set[str]) -> ahocorasick.Automaton | None:
-    if not keys:
-        return None
-    automaton = ahocorasick.Automaton()
-    for key in keys:
-        automaton.add_word(key, (key, len(key), is_latin_alnum(key[0]),
-                                 is_latin_alnum(key[-1])))
-    automaton.make_automaton()
-    return automaton
-
-
 def match(
     query: str, text: str, *, title: str = "", synonyms: Iterable[Iterable[str]] = ()
-) -> tuple[bool, list[Hit]]:
+) -> tuple[bool, list[TermHit]]:
     """Evaluate one *query* against *text* (and *title*), for ``sokbo match`` and tests.
 
     Returns:

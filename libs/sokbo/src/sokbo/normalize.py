@@ -85,8 +85,8 @@ def _segment_end(text: str, i: int) -> int:
 
 _DROPPED = "".join(sorted(ZERO_WIDTH | CONNECTORS))
 _KEPT = re.compile("[^\\s" + re.escape(_DROPPED) + "]+")
-_DELETE = {ord(ch): None for ch in _DROPPED}
-_TO_SPACE = {ord(ch): " " for ch in _DROPPED}
+#: connectors and zero-width characters; replaced with a regex, not str.translate,
+#: whose per-character table lookups are ~20x slower on non-ASCII text
 _HAS_DELETED = re.compile("[" + re.escape(_DROPPED) + "]")
 
 
@@ -140,7 +140,7 @@ class Normalized:
                 if not _HAS_DELETED.search(folded):
                     starts += self._gap_list[lo:hi]  # every gap here is whitespace
                     continue
-                clean = folded.translate(_DELETE)  # connectors and zero-width join words
+                clean = _HAS_DELETED.sub("", folded)  # connectors and zero-width join words
                 ends = list(accumulate(map(len, clean.split()), initial=self._entry_keys[entry]))
                 if clean[:1].isspace():
                     starts.append(ends[0])
@@ -175,12 +175,11 @@ class Normalized:
         size = self._entry_keys[entry]
         if not is_run:
             return [size], [a], [b]
-        at, starts = [], []
-        for match in _KEPT.finditer(folded):
-            at.append(size)
-            starts.append(a + match.start())
-            size += match.end() - match.start()
-        return at, starts, [-1] * len(at)
+        spans = [match.span() for match in _KEPT.finditer(folded)]
+        starts = [a + start for start, _ in spans]
+        at = list(accumulate([end - start for start, end in spans], initial=size))
+        at.pop()  # the key offset after the last piece
+        return at, starts, [-1] * len(starts)
 
     def start_of(self, i: int) -> int:
         """Return the start (in ``original``) of the span key character *i* came from."""
@@ -202,7 +201,16 @@ class Normalized:
 
     def span(self, a: int, b: int) -> tuple[int, int]:
         """Return the ``[start, end)`` of ``original`` that key slice ``[a, b)`` came from."""
-        return self.start_of(a), self.end_of(b - 1)
+        last = b - 1
+        keys = self._entry_keys
+        entry = bisect_right(keys, a) - 1
+        lo, hi, single = self._entries[entry]
+        if single and (entry + 1 == len(keys) or last < keys[entry + 1]):
+            # both ends in one one-to-one chunk (the usual case): one lookup, gaps only
+            base, gaps = self._plan[entry][0] - keys[entry] - lo, self._gap_list
+            return (base + a + bisect_right(gaps, a, lo, hi),
+                    base + last + bisect_right(gaps, last, lo, hi) + 1)
+        return self.start_of(a), self.end_of(last)
 
     def char_before(self, a: int) -> str:
         """Return the folded character adjacent before key index *a* ("" at the start).
@@ -260,7 +268,7 @@ def normalize(text: str) -> Normalized:
     for _, _, folded, is_run in plan:
         entry_keys.append(size)
         first_gap, start = len(gaps), size
-        spaced = folded.translate(_TO_SPACE) if _HAS_DELETED.search(folded) else folded
+        spaced = _HAS_DELETED.sub(" ", folded)
         words = spaced.split()
         if not words or spaced[0].isspace():
             gaps.append(size)

@@ -20,7 +20,8 @@ def build_alert(article: ArticleParsed, rule: Rule, match: RuleMatch, *,
         published_at=article.published_at)
     return AlertRaised(
         alert_id=alert_id_for(article.article_id, rule.id), rule_id=rule.id, query=rule.query,
-        article=summary, matched_terms=match.matched_terms, hits=match.hits,
+        article=summary, matched_terms=match.matched_terms,
+        hits=[hit.message() for hit in match.hits],
         snippets=make_snippets(article.title, article.text, match.hits),
         channels=list(rule.channels), discovered_at=article.discovered_at,
         fetched_at=article.fetched_at, parsed_at=article.parsed_at, raised_at=now)
