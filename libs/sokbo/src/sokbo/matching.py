@@ -113,6 +113,7 @@ class _Scan:
     norms: dict[str, Normalized]
     patterns: list[str]  # the automaton's keys, by pattern index
     edges: list[tuple[bool, bool]]  # per pattern: whether its first / last char is Latin
+    edged: frozenset[int]  # patterns with a Latin first or last character
     raw: dict[str, list[tuple[int, int, int]]]  # per field: (pattern, a, b) as found
     present: dict[str, set[str]] = field(default_factory=dict)  # per field: keys kept
     found: set[str] = field(default_factory=set)  # keys present in any field
@@ -131,15 +132,16 @@ class _Scan:
         by_key = self.located.get(name)
         if by_key is None:
             by_key = self.located[name] = {}
-            norm, patterns, edges = self.norms[name], self.patterns, self.edges
+            norm, patterns, edges, edged = self.norms[name], self.patterns, self.edges, self.edged
             text, gaps, size = norm.key, norm.gaps, len(norm.key)
             for index, a, b in self.raw[name]:
                 found = patterns[index]
-                left, right = edges[index]
-                if left and a and a not in gaps and is_latin_alnum(text[a - 1]):
-                    continue  # a Latin edge inside a longer Latin word
-                if right and b < size and b not in gaps and is_latin_alnum(text[b]):
-                    continue
+                if index in edged:
+                    left, right = edges[index]
+                    if left and a and a not in gaps and is_latin_alnum(text[a - 1]):
+                        continue  # a Latin edge inside a longer Latin word
+                    if right and b < size and b not in gaps and is_latin_alnum(text[b]):
+                        continue
                 occurrence = (name, a, b, found)
                 if found in by_key:
                     by_key[found].append(occurrence)
@@ -200,8 +202,8 @@ class RuleSet:
                        for rule_id, node in parsed]
         self._patterns = sorted({k for spellings in self._keys.values() for k in spellings})
         self._edges = [(is_latin_alnum(k[0]), is_latin_alnum(k[-1])) for k in self._patterns]
-        self._edged = frozenset(k for k, edges in zip(self._patterns, self._edges, strict=True)
-                                if any(edges))
+        self._edged_indexes = frozenset(i for i, edges in enumerate(self._edges) if any(edges))
+        self._edged = frozenset(self._patterns[i] for i in self._edged_indexes)
         self._automaton = (AhoCorasick(self._patterns, matchkind=MatchKind.Standard)
                            if self._patterns else None)
 
@@ -313,7 +315,7 @@ class RuleSet:
         if self._automaton is not None:
             find = self._automaton.find_matches_as_indexes
             raw = {name: find(norms[name].key, overlapping=True) for name in _FIELDS}
-        scan = _Scan(norms, patterns, self._edges, raw)
+        scan = _Scan(norms, patterns, self._edges, self._edged_indexes, raw)
         for name in _FIELDS:
             keys = {patterns[index] for index, _, _ in raw.get(name, ())}
             for key in keys & edged:
