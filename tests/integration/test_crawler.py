@@ -14,6 +14,7 @@ from sokbo.config import CrawlerSettings, Source
 from sokbo.messages import PageFetched
 from sokbo_crawler.fetch import Fetcher
 from sokbo_crawler.poller import Poller
+from sokbo_crawler.schedule import read_status
 from tests.servers import NewsSite, free_port
 
 pytestmark = pytest.mark.integration
@@ -85,19 +86,22 @@ async def test_a_failing_source_does_not_stop_the_others(site, redis_client) -> 
     bad = Source(id="bad", url=f"{site.base}/feeds/bad.xml", interval=1)
     async with Fetcher.client(5) as http:
         poller = await make_poller(redis_client, recorder, http)
-        tasks = [asyncio.create_task(poller.run_forever(s)) for s in (down, bad, good)]
+        task = asyncio.create_task(poller.run([down, bad, good]))
         for _ in range(100):
             if len(recorder.pages) == 3:
                 break
             await asyncio.sleep(0.05)
-        await asyncio.sleep(2.2)  # two more polls of all three
-        for task in tasks:
-            assert not task.done(), "a poll loop died"
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.sleep(2.2)  # more polls of all three
+        assert not task.done(), "the poll loop died"
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     assert len(recorder.pages) == 3
+    statuses = {s.source_id: s for s in await read_status(redis_client, [down, bad, good])}
+    assert statuses["good"].last_success is not None and statuses["good"].items_seen == 3
+    assert statuses["down"].consecutive_failures >= 1 and "ConnectError" in (
+        statuses["down"].last_error or "")
+    assert statuses["bad"].last_success is None and statuses["bad"].last_error
 
 
 @pytest.fixture
@@ -140,7 +144,7 @@ async def test_decompression_bombs_are_refused_without_inflating_them(bomb_serve
         assert "소버린 AI".encode() in (await fetcher.get(f"{bomb_server}/ok")).body
         with pytest.raises(TooLargeError):
             await fetcher.get(f"{bomb_server}/bomb")
-        with pytest.raises(PermanentError, match="only one of gzip or deflate"):
+        with pytest.raises(PermanentError, match="only one of gzip, deflate or br"):
             await fetcher.get(f"{bomb_server}/double")
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mb < 30, f"peak memory grew by {grown_mb:.0f} MB"
@@ -194,7 +198,7 @@ async def test_a_page_that_keeps_failing_is_dead_lettered_after_max_attempts(
     fetcher_calls = 0
 
     class Flaky(Fetcher):
-        async def get(self, url: str):
+        async def get(self, url: str, **conditional: str | None):
             nonlocal fetcher_calls
             fetcher_calls += 1
             if url.endswith("feed.xml"):

@@ -30,7 +30,8 @@ def _client(handler: Handler) -> httpx.AsyncClient:
 async def _get(handler: Handler, url: str = "https://news.example.kr/a/1", *,
                cap: int = CAP, delay: float = 0.0) -> FetchResult:
     async with _client(handler) as client:
-        return await Fetcher(client, max_body_bytes=cap, per_host_delay=delay).get(url)
+        return await Fetcher(client, max_body_bytes=cap, per_host_delay=delay,
+                             backoff=0.001).get(url)
 
 
 # --- success -----------------------------------------------------------------------------
@@ -152,7 +153,8 @@ async def test_server_errors_are_retryable(status: int) -> None:
         (429, "120", 120),
         (503, "30", 30),
         (429, None, None),
-        (429, "Wed, 21 Oct 2015 07:28:00 GMT", None),
+        (429, "Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # an HTTP-date in the past
+        (503, "soon", None),
     ],
 )
 async def test_retry_after(status: int, header: str | None, retry_after: float | None) -> None:
@@ -345,3 +347,101 @@ async def test_zero_delay_does_not_wait() -> None:
         for i in range(5):
             await fetcher.get(f"https://a.example.kr/{i}")
         assert time.monotonic() - started < 0.15
+
+
+# --- retries, conditional GET, brotli, permanent redirects -------------------------------
+
+
+async def test_a_server_error_is_retried_with_backoff_then_succeeds() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(502) if len(calls) < 3 else httpx.Response(200, content=b"ok")
+
+    result = await _get(handler)
+    assert (result.status, result.body, len(calls)) == (200, b"ok", 3)
+
+
+async def test_retries_stop_after_three_attempts() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(500)
+
+    with pytest.raises(RetryableError):
+        await _get(handler)
+    assert len(calls) == 3
+
+
+async def test_a_429_with_retry_after_is_not_retried_here_but_handed_to_the_caller() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(429, headers={"Retry-After": "120"})
+
+    with pytest.raises(RetryableError) as info:
+        await _get(handler)
+    assert (len(calls), info.value.retry_after) == (1, 120)
+
+
+def test_retry_after_accepts_an_http_date_in_the_future() -> None:
+    from sokbo_crawler.fetch import parse_retry_after
+
+    now = 1709614800.0  # Tue, 05 Mar 2024 05:00:00 GMT
+    assert parse_retry_after("Tue, 05 Mar 2024 05:02:00 GMT", now) == 120.0
+    assert parse_retry_after("120", now) == 120.0
+    assert parse_retry_after("", now) is None
+
+
+async def test_conditional_get_sends_validators_and_returns_304_with_no_body() -> None:
+    seen = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.update(request.headers)
+        return httpx.Response(304, headers={"ETag": '"v2"'})
+
+    async with _client(handler) as client:
+        result = await Fetcher(client, max_body_bytes=CAP, per_host_delay=0).get(
+            "https://news.example.kr/rss", etag='"v1"',
+            last_modified="Tue, 05 Mar 2024 05:00:00 GMT")
+    assert result.not_modified and result.body == b""
+    assert seen["if-none-match"] == '"v1"'
+    assert seen["if-modified-since"] == "Tue, 05 Mar 2024 05:00:00 GMT"
+
+
+async def test_validators_of_a_200_are_returned() -> None:
+    result = await _get(lambda request: httpx.Response(
+        200, content=b"x", headers={"ETag": '"v1"',
+                                    "Last-Modified": "Tue, 05 Mar 2024 05:00:00 GMT"}))
+    assert (result.etag, result.last_modified) == ('"v1"', "Tue, 05 Mar 2024 05:00:00 GMT")
+
+
+async def test_brotli_bodies_are_decoded_and_brotli_bombs_refused() -> None:
+    import brotli
+
+    def serve(body: bytes):
+        return lambda request: httpx.Response(
+            200, content=body, headers={"Content-Encoding": "br", "Content-Type": "text/html"})
+
+    text = "소버린AI 예산".encode() * 100
+    assert (await _get(serve(brotli.compress(text)))).body == text
+    bomb = brotli.compress(b"\0" * (6 * 1024 * 1024))
+    assert len(bomb) < 1024
+    with pytest.raises(TooLargeError):
+        await _get(serve(bomb), cap=5 * 1024 * 1024)
+
+
+async def test_a_permanent_redirect_reports_the_new_url() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/old.xml":
+            return httpx.Response(301, headers={"Location": "https://news.example.kr/new.xml"})
+        return httpx.Response(200, content=b"<rss/>")
+
+    result = await _get(handler, "https://news.example.kr/old.xml")
+    assert result.moved_to == "https://news.example.kr/new.xml"
+    temporary = await _get(lambda r: httpx.Response(302, headers={"Location": "/x"})
+                           if r.url.path == "/a/1" else httpx.Response(200, content=b"x"))
+    assert temporary.moved_to is None

@@ -115,6 +115,12 @@ class CrawlerSettings(_Strict):
     timeout: Seconds = 15.0  # read timeout; a whole fetch may take twice this
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     user_agent: str | None = None  # default: sokbo/VERSION (+project URL)
+    #: sources polled at once by one crawler replica
+    concurrency: int = Field(4, ge=1, le=256)
+    #: new article links fetched per poll of one source; the rest wait for the next poll
+    max_entries_per_poll: int = Field(100, ge=1)
+    #: sitemap entries whose lastmod / news:publication_date is older are not fetched
+    sitemap_max_age: Seconds = 2 * 86400.0
 
 
 class DeliverySettings(_Strict):
@@ -125,14 +131,67 @@ class DeliverySettings(_Strict):
 
 
 class Source(_Strict):
-    """A news source polled by the crawler."""
+    """A news source polled by the crawler.
+
+    ``kind``: ``feed`` (RSS/Atom), ``sitemap`` (a sitemap index or urlset, ``.xml`` or
+    gzip, Google News sitemaps included) or ``page`` (a listing page; ``link_pattern``
+    is a regex that article links on it match, searched in the absolute URL).
+    ``interval`` is the poll period; while polls find nothing new it doubles up to
+    ``max_interval`` (default ten times ``interval``) and returns to ``interval`` as
+    soon as one does.  ``encoding`` overrides the charset the source's documents and
+    pages declare (a WHATWG label such as ``euc-kr``).
+    """
 
     id: Identifier
     url: Annotated[str, Field(pattern=_HTTP_URL)]
-    kind: Literal["feed"] = "feed"
+    kind: Literal["feed", "sitemap", "page"] = "feed"
     interval: Annotated[float, BeforeValidator(parse_duration), Field(ge=1)] = 60.0
+    max_interval: Annotated[float | None, BeforeValidator(
+        lambda v: None if v is None else parse_duration(v)), Field(ge=1)] = None
     enabled: bool = True
     title: str | None = None
+    encoding: str | None = None
+    link_pattern: str | None = None
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str | None) -> str | None:
+        from sokbo.charsets import codec_for_label
+
+        if value is not None and codec_for_label(value) is None:
+            raise ValueError(f"unknown encoding label {value!r}; use a WHATWG label such as "
+                             "utf-8, euc-kr or windows-1252")
+        return value
+
+    @field_validator("link_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"link_pattern is not a valid regular expression: {exc}; "
+                                 "write a Python regex such as '/news/articleView\\.html'"
+                                 ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _kind_options(self) -> Source:
+        if self.kind == "page" and not self.link_pattern:
+            raise ValueError("a source of kind page needs link_pattern: a regex that the "
+                             "article links on the listing page match")
+        if self.kind != "page" and self.link_pattern:
+            raise ValueError(f"link_pattern applies to kind: page only; remove it or set "
+                             f"kind: page (this source is kind: {self.kind})")
+        if self.max_interval is not None and self.max_interval < self.interval:
+            raise ValueError(f"max_interval ({self.max_interval:g}s) is shorter than "
+                             f"interval ({self.interval:g}s); make it at least as long")
+        return self
+
+    @property
+    def longest_interval(self) -> float:
+        """The poll period in seconds that adaptive backing-off never exceeds."""
+        return self.max_interval if self.max_interval is not None else 10 * self.interval
 
 
 class Rule(_Strict):

@@ -20,7 +20,6 @@ __all__ = [
     "CONFIG_RELOADS",
     "DEAD_LETTERED",
     "END_TO_END_LATENCY",
-    "FEED_POLLS",
     "FETCH_DURATION",
     "GROUPS_RECREATED",
     "NOTIFICATIONS_SENT",
@@ -28,6 +27,8 @@ __all__ = [
     "PAGE_BYTES",
     "REGISTRY",
     "RULES_LOADED",
+    "SITEMAPS_FAILED",
+    "SOURCE_POLLS",
     "SERVICE_UP",
     "metrics_app",
 ]
@@ -36,15 +37,21 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600)
 
-FEED_POLLS = Counter(
-    "sokbo_feed_polls_total", "Feed polls by source and outcome (ok, error).",
+SOURCE_POLLS = Counter(
+    "sokbo_source_polls_total", "Source polls (feeds, sitemaps, listing pages) by source "
+    "and outcome (ok, error; not_modified for a 304, unchanged for an identical body).",
     ["source_id", "outcome"], registry=REGISTRY)
+SITEMAPS_FAILED = Counter(
+    "sokbo_sitemaps_failed_total", "Child sitemaps that could not be fetched or read "
+    "(the other children of the index are still read).", ["source_id"], registry=REGISTRY)
 PAGES_FETCHED = Counter(
     "sokbo_pages_fetched_total", "Article page fetches by source and outcome "
-    "(ok, http_error, too_large, network_error, error).", ["source_id", "outcome"],
+    "(ok, http_error, too_large, network_error, robots_disallowed, ssrf_refused, error).",
+    ["source_id", "outcome"],
     registry=REGISTRY)
 FETCH_DURATION = Histogram(
-    "sokbo_fetch_duration_seconds", "Time to fetch one feed or page, by kind (feed, page).",
+    "sokbo_fetch_duration_seconds", "Time to fetch one document, by kind (feed, sitemap, "
+    "listing, article).",
     ["kind"], registry=REGISTRY)
 PAGE_BYTES = Histogram(
     "sokbo_page_size_bytes", "Size of fetched article pages.",

@@ -1,18 +1,36 @@
-"""The crawler service: polls every enabled source and publishes pages to ``sokbo.pages``."""
+"""The crawler service: polls due sources and publishes article pages to ``sokbo.pages``."""
 
 from __future__ import annotations
 
 import asyncio
 
 from sokbo import streams
+from sokbo.config import Settings
 from sokbo.context import ServiceContext
 from sokbo_crawler.fetch import Fetcher
 from sokbo_crawler.poller import Poller
+from sokbo_crawler.schedule import Scheduler
 
 
 def register(ctx: ServiceContext) -> None:
-    """Add the crawler's polling loops to *ctx* (one task per enabled source)."""
+    """Add the crawler's polling workers to *ctx*.
+
+    Sources come from the config; a reloaded config (file change or SIGHUP) updates
+    them without a restart.  The schedule is shared through Redis with the other
+    crawler replicas.
+    """
     settings = ctx.settings.crawler
+    state: dict[str, Poller | Scheduler] = {}
+    updates: set[asyncio.Task[None]] = set()  # strong references until done
+
+    def reload(new: Settings) -> None:
+        poller, scheduler = state.get("poller"), state.get("scheduler")
+        if isinstance(poller, Poller) and isinstance(scheduler, Scheduler):
+            task = asyncio.get_running_loop().create_task(poller.update(new.sources, scheduler))
+            updates.add(task)
+            task.add_done_callback(updates.discard)
+
+    ctx.on_reload(reload)
 
     async def run() -> None:
         async with Fetcher.client(settings.timeout, settings.user_agent,
@@ -25,7 +43,8 @@ def register(ctx: ServiceContext) -> None:
                             lambda page: ctx.publish(page, streams.PAGES),
                             ctx.dead_letter, settings,
                             max_attempts=ctx.settings.delivery.max_deliveries)
-            sources = [s for s in ctx.settings.sources if s.enabled]
-            await asyncio.gather(*(poller.run_forever(s) for s in sources))
+            scheduler = Scheduler(ctx.redis)
+            state.update(poller=poller, scheduler=scheduler)
+            await poller.run(ctx.settings.sources, scheduler)
 
     ctx.background.append(run)
