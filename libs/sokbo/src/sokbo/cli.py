@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--text")
     source.add_argument("--file", type=Path)
     source.add_argument("--batch", action="store_true", help="read JSON lines from stdin")
+    sources = commands.add_parser(
+        "sources", help="each source's last success, last error, failures, items, next poll",
+        description="Reads the crawler's state from the config's Redis.")
+    sources.add_argument("--config", default=os.environ.get("SOKBO_CONFIG"),
+                         help="YAML config file (default: $SOKBO_CONFIG)")
+    sources.add_argument("--json", action="store_true", help="one JSON object per source")
     return parser
 
 
@@ -166,6 +172,43 @@ def _match_rules(settings) -> int:
     return 0
 
 
+def _sources(args: argparse.Namespace) -> int:
+    import dataclasses
+    import time
+
+    import redis.asyncio as aioredis
+
+    from sokbo_crawler.schedule import read_status, render_status
+
+    settings = _load(args.config)
+
+    async def read() -> list:
+        client = aioredis.from_url(settings.redis_url, socket_connect_timeout=3)
+        try:
+            return await read_status(client, settings.sources)
+        except aioredis.RedisError as exc:
+            raise StartupError(f"cannot read the crawler's state from Redis at "
+                               f"{_redact(settings.redis_url)}: {exc}; is Redis up and "
+                               "redis_url (or REDIS_URL) right?") from None
+        finally:
+            await client.aclose()
+
+    statuses = asyncio.run(read())
+    if args.json:
+        for status in statuses:
+            print(orjson.dumps(dataclasses.asdict(status)).decode())
+    else:
+        print(render_status(statuses, time.time()))
+    return 0
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a Redis URL."""
+    import re
+
+    return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", url)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``sokbo`` command line; return the process exit code."""
     parser = _parser()
@@ -175,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--batch reads queries from stdin: drop --query")
         if not args.batch and (args.query is None or (args.text is None and args.file is None)):
             parser.error("match needs --query Q with --text T or --file F, or --batch")
-    handler = {"run": _run, "check-config": _check, "match": _match}[args.command]
+    handler = {"run": _run, "check-config": _check, "match": _match,
+               "sources": _sources}[args.command]
     try:
         return handler(args)
     except QuerySyntaxError as exc:

@@ -141,3 +141,48 @@ async def read_status(redis: aioredis.Redis, sources: Iterable[Source]) -> list[
             items_seen=int(fields.get("items_seen") or 0), last_new_at=number("last_new_at"),
             period=number("period"), next_poll=due))
     return out
+
+
+def render_status(statuses: list[SourceStatus], now: float) -> str:
+    """Return a plain-text table of *statuses* for people (times in KST, ages in words)."""
+    from datetime import datetime, timedelta, timezone
+
+    kst = timezone(timedelta(hours=9))
+
+    def when(t: float | None) -> str:
+        if t is None:
+            return "never"
+        stamp = datetime.fromtimestamp(t, kst).strftime("%m-%d %H:%M:%S")
+        return f"{stamp} ({_age(now - t)} ago)"
+
+    def next_poll(t: float | None, enabled: bool) -> str:
+        if not enabled:
+            return "disabled"
+        if t is None:
+            return "not scheduled (no crawler has run with this config)"
+        return "due now" if t <= now else f"in {_age(t - now)}"
+
+    rows = [("SOURCE", "KIND", "LAST SUCCESS", "FAILURES", "ITEMS", "PERIOD", "NEXT POLL",
+             "LAST ERROR")]
+    for s in statuses:
+        error = ""
+        if s.last_error and (s.last_success is None or (s.last_error_at or 0) > s.last_success):
+            error = f"{when(s.last_error_at)}: {s.last_error}"[:120]
+        rows.append((s.source_id, s.kind, when(s.last_success), str(s.consecutive_failures),
+                     str(s.items_seen), _age(s.period) if s.period else "-",
+                     next_poll(s.next_poll, s.enabled), error))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths,
+                                                                         strict=False))
+                     + "  " + row[-1] for row in rows)
+
+
+def _age(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"

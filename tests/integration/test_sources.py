@@ -1,0 +1,331 @@
+"""Source kinds, conditional GET and the shared schedule, against local servers and real Redis.
+
+B03 (conditional GET a server half ignores) and B04 (gzipped sitemaps the HTTP layer
+already inflated) of shared/cases/BUG-CASES.md are tests here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis.asyncio as aioredis
+
+from sokbo import streams
+from sokbo.config import CrawlerSettings, Source
+from sokbo.messages import PageFetched
+from sokbo_crawler.fetch import Fetcher
+from sokbo_crawler.poller import Poller
+from sokbo_crawler.schedule import SCHEDULE, Scheduler, read_status, render_status
+from tests.http_stubs import StubServer
+
+pytestmark = pytest.mark.integration
+
+ARTICLE = ("<html><head><meta charset='utf-8'><title>{0}</title></head>"
+           "<body><article><p>{0} 소버린AI 정책을 발표했다.</p></article></body></html>")
+RSS = ("<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel><title>t</title>"
+       "{items}</channel></rss>")
+ITEM = "<item><title>{0}</title><link>{1}</link><guid>{0}</guid></item>"
+NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
+NEWS_NS = 'xmlns:news="http://www.google.com/schemas/sitemap-news/0.9"'
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.pages: list[PageFetched] = []
+        self.dead: list[tuple] = []
+
+    async def publish(self, page: PageFetched) -> None:
+        self.pages.append(page)
+
+    async def dead_letter(self, *args: object) -> None:
+        self.dead.append(args)
+
+
+def poller(redis: aioredis.Redis, recorder: Recorder, http, **settings) -> Poller:
+    fetcher = Fetcher(http, max_body_bytes=1 << 20, per_host_delay=0, backoff=0.001)
+    return Poller(redis, fetcher, recorder.publish, recorder.dead_letter,
+                  CrawlerSettings(**settings))
+
+
+def article(path: str) -> tuple[int, dict[str, str], bytes]:
+    return 200, {"Content-Type": "text/html; charset=utf-8"}, ARTICLE.format(path).encode()
+
+
+# --- B03: conditional GET ------------------------------------------------------------------
+
+
+async def test_conditional_get_with_a_server_that_ignores_validators(redis_client) -> None:
+    """B03: 200 (v1), 200 ignoring validators with the same body (v2), then 304."""
+    feed_requests: list[dict[str, str]] = []
+    body = RSS.format(items="".join(ITEM.format(g, f"/a/{g}") for g in ("a1", "a2"))).encode()
+
+    def answer(path: str, headers: dict[str, str]):
+        if path != "/rss.xml":
+            return article(path)
+        feed_requests.append(headers)
+        lm = {"Last-Modified": "Tue, 05 Mar 2024 05:00:00 GMT",
+              "Content-Type": "application/rss+xml"}
+        if len(feed_requests) == 1:
+            return 200, {"ETag": '"v1"', **lm}, body
+        if len(feed_requests) == 2:
+            return 200, {"ETag": '"v2"', **lm}, body  # ignores If-None-Match
+        if headers.get("if-none-match") == '"v2"':
+            return 304, {"ETag": '"v2"'}, b""
+        return 200, {"ETag": '"v3"', **lm}, body
+
+    server = StubServer(answer)
+    base = server.start()
+    source = Source(id="cg", url=f"{base}/rss.xml")
+    recorder = Recorder()
+    async with Fetcher.client(5) as http:
+        p = poller(redis_client, recorder, http)
+        assert await p.poll(source) == 2
+        assert await p.poll(source) == 0  # same body: no parse, nothing new
+        assert await p.poll(source) == 0  # 304
+    assert len(recorder.pages) == 2
+    assert "if-none-match" not in feed_requests[0]
+    assert feed_requests[1]["if-none-match"] == '"v1"'
+    assert feed_requests[1]["if-modified-since"] == "Tue, 05 Mar 2024 05:00:00 GMT"
+    assert feed_requests[2]["if-none-match"] == '"v2"'  # the new ETag was stored
+    assert server.hits("/a/a1") == 1 and server.hits("/a/a2") == 1
+
+
+async def test_a_permanently_moved_feed_is_polled_at_its_new_url(redis_client) -> None:
+    body = RSS.format(items=ITEM.format("m1", "/a/m1")).encode()
+
+    def answer(path: str, headers: dict[str, str]):
+        if path == "/old.xml":
+            return 301, {"Location": "/new.xml"}, b""
+        if path == "/new.xml":
+            return 200, {"Content-Type": "application/rss+xml"}, body
+        return article(path)
+
+    server = StubServer(answer)
+    base = server.start()
+    source = Source(id="moved", url=f"{base}/old.xml")
+    async with Fetcher.client(5) as http:
+        p = poller(redis_client, Recorder(), http)
+        assert await p.poll(source) == 1
+        await p.poll(source)
+    assert server.hits("/old.xml") == 1 and server.hits("/new.xml") == 2
+
+
+async def test_validators_are_not_stored_while_links_wait_for_a_later_poll(
+        redis_client) -> None:
+    """Links beyond max_entries_per_poll must not hide behind a 304 next time."""
+    body = RSS.format(items="".join(ITEM.format(f"x{n}", f"/a/x{n}") for n in range(5)))
+
+    def answer(path: str, headers: dict[str, str]):
+        if path == "/rss.xml":
+            if headers.get("if-none-match") == '"e"':
+                return 304, {}, b""
+            return 200, {"ETag": '"e"', "Content-Type": "application/rss+xml"}, body.encode()
+        return article(path)
+
+    server = StubServer(answer)
+    source = Source(id="capped", url=f"{server.start()}/rss.xml")
+    recorder = Recorder()
+    async with Fetcher.client(5) as http:
+        p = poller(redis_client, recorder, http, max_entries_per_poll=2)
+        assert [await p.poll(source) for _ in range(4)] == [2, 2, 1, 0]
+    assert sorted(page.url.rsplit("/", 1)[1] for page in recorder.pages) == [
+        f"x{n}" for n in range(5)]
+
+
+# --- B04: sitemaps ---------------------------------------------------------------------------
+
+
+def urlset(*paths: str, base: str) -> bytes:
+    now = datetime.now(UTC).isoformat()
+    urls = "".join(f"<url><loc>{base}{p}</loc><news:news><news:publication_date>{now}"
+                   f"</news:publication_date><news:title>제목 {p}</news:title></news:news></url>"
+                   for p in paths)
+    return f"<?xml version='1.0' encoding='UTF-8'?><urlset {NS} {NEWS_NS}>{urls}</urlset>".encode()
+
+
+async def test_gzipped_sitemaps_are_read_whatever_the_http_layer_did(redis_client) -> None:
+    """B04: (a) gzip already inflated by HTTP, (b) plain, (c) real gzip, (d) truncated."""
+    state: dict[str, bytes] = {}
+
+    def answer(path: str, headers: dict[str, str]):
+        plain = state["urlset"]
+        if path == "/sitemap.xml":
+            children = "".join(f"<sitemap><loc>{base}/news-{n}.xml.gz</loc></sitemap>"
+                               for n in (1, 2, 3, 4))
+            return 200, {"Content-Type": "application/xml"}, (
+                f"<?xml version='1.0'?><sitemapindex {NS}>{children}</sitemapindex>".encode())
+        if path == "/news-1.xml.gz":  # (a) Content-Encoding: the client sees plain XML
+            return 200, {"Content-Encoding": "gzip", "Content-Type": "application/xml"}, \
+                gzip.compress(plain)
+        if path == "/news-2.xml.gz":  # (b) plain XML despite the name
+            return 200, {"Content-Type": "application/xml"}, plain
+        if path == "/news-3.xml.gz":  # (c) a real gzip file
+            return 200, {"Content-Type": "application/gzip"}, gzip.compress(plain)
+        if path == "/news-4.xml.gz":  # (d) truncated gzip stream
+            return 200, {"Content-Type": "application/gzip"}, gzip.compress(plain)[:60]
+        return article(path)
+
+    server = StubServer(answer)
+    base = server.start()
+    state["urlset"] = urlset("/news/1", "/news/2", base=base)
+    recorder = Recorder()
+    async with Fetcher.client(5) as http:
+        p = poller(redis_client, recorder, http)
+        assert await p.poll(Source(id="maps", url=f"{base}/sitemap.xml", kind="sitemap")) == 2
+    assert sorted(page.url for page in recorder.pages) == [f"{base}/news/1", f"{base}/news/2"]
+    assert recorder.pages[0].entry_title.startswith("제목 ")
+    assert recorder.pages[0].entry_published is not None
+    for n in (1, 2, 3, 4):
+        assert server.hits(f"/news-{n}.xml.gz") == 1  # (d) failed, the rest went on
+
+
+async def test_old_sitemap_entries_are_not_fetched(redis_client) -> None:
+    old = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
+
+    def answer(path: str, headers: dict[str, str]):
+        if path == "/sitemap.xml":
+            return 200, {}, (f"<urlset {NS}><url><loc>{base}/old</loc><lastmod>{old}</lastmod>"
+                             f"</url><url><loc>{base}/new</loc><lastmod>"
+                             f"{datetime.now(UTC).isoformat()}</lastmod></url></urlset>").encode()
+        return article(path)
+
+    server = StubServer(answer)
+    base = server.start()
+    recorder = Recorder()
+    async with Fetcher.client(5) as http:
+        await poller(redis_client, recorder, http).poll(
+            Source(id="age", url=f"{base}/sitemap.xml", kind="sitemap"))
+    assert [page.url for page in recorder.pages] == [f"{base}/new"]
+
+
+# --- listing pages ---------------------------------------------------------------------------
+
+
+async def test_a_listing_page_yields_the_links_that_match_its_pattern(redis_client) -> None:
+    listing = ("<html><head><meta charset='euc-kr'></head><body><nav><a href='/'>홈</a>"
+               "<a href='/news/articleList.html?sc=S1'>경제</a></nav><ul>"
+               "<li><a href='/news/articleView.html?idxno=101'>똠방각하 기사</a></li>"
+               "<li><a href='/news/articleView.html?idxno=102#comments'>둘째</a></li>"
+               "<li><a href='https://other.example/news/articleView.html?idxno=9'>외부</a></li>"
+               "<li><a href='/news/articleView.html?idxno=101'>중복</a></li></ul></body></html>")
+
+    def answer(path: str, headers: dict[str, str]):
+        if path.startswith("/news/articleList.html"):
+            return 200, {"Content-Type": "text/html"}, listing.encode("cp949")
+        return article(path)
+
+    server = StubServer(answer)
+    base = server.start()
+    recorder = Recorder()
+    source = Source(id="fetv-list", url=f"{base}/news/articleList.html?view_type=sm",
+                    kind="page", link_pattern=r"^http://127\.0\.0\.1:\d+/news/articleView\.html")
+    async with Fetcher.client(5) as http:
+        assert await poller(redis_client, recorder, http).poll(source) == 2
+    assert [page.url for page in recorder.pages] == [
+        f"{base}/news/articleView.html?idxno=101", f"{base}/news/articleView.html?idxno=102"]
+    assert recorder.pages[0].entry_title is None  # anchor texts are not headlines
+
+
+# --- the shared schedule -----------------------------------------------------------------------
+
+
+async def test_two_replicas_never_claim_one_source_and_a_dead_lease_comes_back(
+        redis_url) -> None:
+    first, second = aioredis.from_url(redis_url), aioredis.from_url(redis_url)
+    try:
+        a, b = Scheduler(first, lease=1.0), Scheduler(second, lease=1.0)
+        await a.sync([Source(id="only", url="https://news.example.kr/rss")])
+        claims = await asyncio.gather(a.claim(), b.claim(), a.claim(), b.claim())
+        assert sorted(c for c in claims if c) == ["only"]
+        await asyncio.sleep(1.1)  # the claiming replica "died": its lease ran out
+        assert await b.claim() == "only"
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_sync_adds_new_sources_due_now_and_drops_removed_ones(redis_client) -> None:
+    scheduler = Scheduler(redis_client)
+    keep = Source(id="keep", url="https://a.example.kr/rss")
+    await scheduler.sync([keep, Source(id="gone", url="https://b.example.kr/rss")])
+    await redis_client.zadd(SCHEDULE, {"keep": time.time() + 500})
+    await scheduler.sync([keep, Source(id="off", url="https://c.example.kr/rss", enabled=False),
+                          Source(id="new", url="https://d.example.kr/rss")])
+    members = dict(await redis_client.zrange(SCHEDULE, 0, -1, withscores=True))
+    assert set(members) == {b"keep", b"new"}
+    assert members[b"keep"] > time.time() + 400  # kept its due time
+    assert members[b"new"] <= time.time()
+
+
+async def test_the_period_doubles_while_nothing_is_new_and_resets_on_news(redis_client) -> None:
+    scheduler = Scheduler(redis_client)
+    source = Source(id="adaptive", url="https://a.example.kr/rss", interval=60,
+                    max_interval=300)
+    await scheduler.sync([source])
+    delays = [await scheduler.done(source, new_items=n) for n in (0, 0, 0, 0, 3, 0)]
+    assert delays == [120, 240, 300, 300, 60, 120]
+    assert await scheduler.done(source, new_items=None, wait=900) == 900  # Retry-After
+
+
+async def test_the_poll_loop_records_status_for_sokbo_sources(redis_client) -> None:
+    body = RSS.format(items=ITEM.format("s1", "/a/s1")).encode()
+    server = StubServer(lambda path, headers: (200, {}, body) if path == "/rss.xml"
+                        else article(path))
+    base = server.start()
+    good = Source(id="good", url=f"{base}/rss.xml", interval=1)
+    broken = Source(id="broken", url=f"{base}/missing.xml", interval=1)
+    server.answer = lambda path, headers: ((200, {}, body) if path == "/rss.xml" else
+                                           (404, {}, b"") if path == "/missing.xml"
+                                           else article(path))
+    recorder = Recorder()
+    async with Fetcher.client(5) as http:
+        p = poller(redis_client, recorder, http, concurrency=2)
+        task = asyncio.create_task(p.run([good, broken]))
+        for _ in range(100):
+            statuses = {s.source_id: s for s in await read_status(redis_client, [good, broken])}
+            if statuses["good"].last_success and statuses["broken"].last_error:
+                break
+            await asyncio.sleep(0.05)
+        task.cancel()
+    assert statuses["good"].items_seen == 1 and statuses["good"].consecutive_failures == 0
+    assert statuses["good"].next_poll is not None
+    assert "HTTP 404" in statuses["broken"].last_error
+    table = render_status(list(statuses.values()), time.time())
+    assert "good" in table.splitlines()[1] and "HTTP 404" in table
+    assert await redis_client.exists(streams.key("validators", "good"))
+
+
+def test_sokbo_sources_prints_each_source(redis_url, tmp_path, capsys) -> None:
+    import redis
+
+    from sokbo.cli import main
+    from sokbo_crawler.schedule import status_key
+
+    config = tmp_path / "sokbo.yaml"
+    config.write_text(f"""
+redis_url: {redis_url}
+sources:
+  - {{id: fetv, url: "https://www.fetv.co.kr/rss/allArticle.xml"}}
+  - {{id: fetv-list, url: "https://www.fetv.co.kr/news/articleList.html", kind: page,
+      link_pattern: "articleView", enabled: false}}
+rules: [{{id: r, query: 소버린AI, channels: [c]}}]
+channels: [{{id: c, kind: console}}]
+""", encoding="utf-8")
+    client = redis.Redis.from_url(redis_url)
+    client.hset(status_key("fetv"), mapping={"last_success": time.time() - 30,
+                                             "items_seen": 7, "period": 60})
+    client.zadd(SCHEDULE, {"fetv": time.time() + 30})
+    client.close()
+    assert main(["sources", "--config", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["SOURCE", "KIND", "LAST"]
+    assert lines[1].split()[0:2] == ["fetv", "feed"] and " 7 " in lines[1]
+    assert "in 3" in lines[1]  # next poll in ~30 s
+    assert "disabled" in lines[2]
+    assert main(["sources", "--config", str(config), "--json"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert '"items_seen":7' in first
