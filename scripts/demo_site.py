@@ -5,7 +5,9 @@ Files are read on every request, so a test can add a feed entry while it runs.  
 ``.xml`` files the placeholder ``{{BASE}}`` becomes this server's base URL, so feeds
 can link to pages on the same server whatever port it got.  HTML is served as
 ``text/html`` with no charset parameter: pages must declare their own (as many
-Korean sites do), which exercises the parser's <meta charset> path.
+Korean sites do), which exercises the parser's <meta charset> path.  Every response
+carries an ``ETag`` and a ``Last-Modified`` (the file's mtime) and a matching
+``If-None-Match`` gets a 304, as real news sites answer sokbo's conditional GETs.
 
     python scripts/demo_site.py --root config/demo/site [--port 0] [--port-file F]
 """
@@ -14,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import http.server
 import os
 import sys
+from email.utils import formatdate
 from pathlib import Path
 
 TYPES = {".xml": "application/rss+xml", ".html": "text/html", ".txt": "text/plain"}
@@ -36,9 +40,17 @@ def make_handler(root: Path) -> type[http.server.BaseHTTPRequestHandler]:
             if path.suffix == ".xml":
                 host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_port}"
                 body = body.replace(b"{{BASE}}", f"http://{host}".encode())
+            etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
+            if self.headers.get("If-None-Match") == etag:
+                self.send_response(304)
+                self.send_header("ETag", etag)
+                self.end_headers()
+                return
             self.send_response(200)
             self.send_header("Content-Type", TYPES.get(path.suffix, "application/octet-stream"))
             self.send_header("Content-Length", str(len(body)))
+            self.send_header("ETag", etag)
+            self.send_header("Last-Modified", formatdate(path.stat().st_mtime, usegmt=True))
             self.end_headers()
             self.wfile.write(body)
 

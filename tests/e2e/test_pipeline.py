@@ -32,6 +32,8 @@ EXPECTED = {
     "fetv-openai-korea.html": {"openai-korea", "sovereign-ai"},
     "openai-korea-particle.html": {"openai-korea"},
     "sovereign-ai-euckr.html": {"sovereign-ai"},
+    "sitemap-story.html": {"sovereign-ai"},  # only in the (gzipped) news sitemap
+    "listing-story.html": {"sovereign-ai"},  # only on the section listing page
 }
 #: page → a fragment of its title, to recognise its alerts (links carry canonical URLs)
 TITLES = {
@@ -39,6 +41,8 @@ TITLES = {
     "openai-korea-particle.html": "첫 파트너는 누구",
     "sovereign-ai-euckr.html": "소버린 AI 전략 발표",
     "sovereign-dc.html": "소버린AI 데이터센터 공모",
+    "sitemap-story.html": "소버린AI 협의체 출범",
+    "listing-story.html": "소버린AI 인재 양성",
 }
 LOOKALIKES = ["lookalike.html", "mk-china-ai-chips-huawei-nvidia-2025.html",
               "hankookilbo-lee-jaemyung-honam-unity-2025.html"]
@@ -53,6 +57,35 @@ NEW_PAGE = """<!doctype html><html lang="ko"><head><meta charset="utf-8">
 <p>업계는 공공 수요가 국내 AI 생태계의 마중물이 될 것으로 기대하고 있다.</p>
 <p>과기정통부 관계자는 "민간 투자와 연계해 지역 거점을 키우겠다"고 말했다.</p>
 </article></body></html>"""
+
+
+def story(title: str) -> bytes:
+    """A page like NEW_PAGE with another headline."""
+    return NEW_PAGE.replace("과기정통부, 소버린AI 데이터센터 공모", title).encode()
+
+
+def write_sitemaps(site: NewsSite) -> None:
+    """A sitemap index whose one child is a gzipped Google News sitemap (dated now)."""
+    import gzip
+    from datetime import UTC, datetime
+
+    ns = ('xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" '
+          'xmlns:news="http://www.google.com/schemas/sitemap-news/0.9"')
+    (site.root / "sitemap.xml").write_text(
+        f'<?xml version="1.0" encoding="UTF-8"?><sitemapindex {ns}><sitemap>'
+        "<loc>{{BASE}}/sitemaps/news.xml.gz</loc></sitemap></sitemapindex>", encoding="utf-8")
+    child = (f'<?xml version="1.0" encoding="UTF-8"?><urlset {ns}><url>'
+             f"<loc>{site.base}/news/sitemap-story.html</loc><news:news>"
+             f"<news:publication_date>{datetime.now(UTC).isoformat()}</news:publication_date>"
+             "<news:title>반도체 소버린AI 협의체 출범</news:title></news:news></url></urlset>")
+    (site.root / "sitemaps").mkdir(exist_ok=True)
+    (site.root / "sitemaps" / "news.xml.gz").write_bytes(gzip.compress(child.encode()))
+
+
+LISTING = """<!doctype html><html><head><meta charset="euc-kr"><title>경제 - 데모일보</title>
+</head><body><nav><a href="/">홈</a> <a href="/section/list.html?page=2">다음</a></nav>
+<ul class="list"><li><a href="/news/listing-story.html">소버린AI 인재 양성…</a></li></ul>
+<footer><a href="/about.html">회사소개</a></footer></body></html>"""
 
 
 class Pipeline:
@@ -128,6 +161,9 @@ sources:
   - {{id: demo-daily, url: "{site.base}/feeds/utf8.xml", interval: {INTERVAL}s}}
   - {{id: hangul-shinmun, url: "{site.base}/feeds/euckr.xml", interval: {INTERVAL}s}}
   - {{id: broken, url: "http://127.0.0.1:{free_port()}/rss.xml", interval: {INTERVAL}s}}
+  - {{id: demo-sitemap, url: "{site.base}/sitemap.xml", kind: sitemap, interval: {INTERVAL}s}}
+  - {{id: demo-section, url: "{site.base}/section/list.html", kind: page,
+      link_pattern: '/news/listing-[a-z-]+\\.html$', interval: {INTERVAL}s}}
 synonyms:
   - [OpenAI, 오픈AI, 오픈에이아이]
 rules:
@@ -154,8 +190,15 @@ channels:
 def world(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:
     site = NewsSite(tmp_path / "site")
     for page in EXPECTED | dict.fromkeys(LOOKALIKES):
+        if page in ("sitemap-story.html", "listing-story.html"):
+            continue
         source = PAGES / page if (PAGES / page).exists() else CORPUS / page
         site.add_page(page, source)
+    site.add_page("sitemap-story.html", story("반도체 소버린AI 협의체 출범"))
+    site.add_page("listing-story.html", story("정부, 소버린AI 인재 양성 계획"))
+    write_sitemaps(site)
+    (site.root / "section").mkdir(parents=True, exist_ok=True)
+    (site.root / "section" / "list.html").write_bytes(LISTING.encode("cp949"))
     site.write_feed("utf8.xml", "데모일보", [
         ("fetv-openai-korea.html", "오픈AI 코리아 출범"),
         ("openai-korea-particle.html", "OpenAI 코리아 첫 파트너"),

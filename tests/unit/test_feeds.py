@@ -368,3 +368,33 @@ def test_real_article_pages_raise(name: str) -> None:
 
 def test_feed_error_is_permanent() -> None:
     assert issubclass(FeedError, PermanentError)
+
+
+# --- B08: a UTF-8 feed served with a Latin-1-family charset ---------------------------------
+
+
+def test_a_utf8_body_wins_over_a_windows_1252_header_and_keeps_its_last_character() -> None:
+    """B08: '고' ends in 0xA0; read as windows-1252 it became NBSP and was stripped."""
+    from sokbo.matching import match
+
+    body = ('<rss version="2.0"><channel><title>t</title><item><title>소버린AI 예산 늘리고'
+            '</title><link>https://news.example.kr/a/1</link></item></channel></rss>').encode()
+    assert "고".encode() == b"\xea\xb3\xa0"
+    feed = parse_feed(body, url="https://news.example.kr/rss", http_charset="windows-1252")
+    assert feed.entries[0].title == "소버린AI 예산 늘리고"
+    assert match("소버린AI", feed.entries[0].title)[0]
+
+
+def test_a_real_windows_1252_feed_is_still_read_as_windows_1252() -> None:
+    body = ('<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item>'
+            '<title>Café résumé</title><link>https://news.example.kr/a/2</link></item>'
+            '</channel></rss>').encode("cp1252")
+    feed = parse_feed(body, url="https://news.example.kr/rss", http_charset="windows-1252")
+    assert feed.entries[0].title == "Café résumé"
+
+
+def test_a_source_encoding_override_reads_an_undeclared_cp949_feed() -> None:
+    body = ('<rss version="2.0"><channel><title>한글</title><item><title>똠방각하 소버린AI</title>'
+            '<link>https://news.example.kr/a/3</link></item></channel></rss>').encode("cp949")
+    feed = parse_feed(body, url="https://news.example.kr/rss", http_charset="euc-kr")
+    assert (feed.title, feed.entries[0].title) == ("한글", "똠방각하 소버린AI")

@@ -137,8 +137,9 @@ class Source(_Strict):
     gzip, Google News sitemaps included) or ``page`` (a listing page; ``link_pattern``
     is a regex that article links on it match, searched in the absolute URL).
     ``interval`` is the poll period; while polls find nothing new it doubles up to
-    ``max_interval`` (default ten times ``interval``) and returns to ``interval`` as
-    soon as one does.  ``encoding`` overrides the charset the source's documents and
+    ``max_interval`` and returns to ``interval`` as soon as one does.  By default
+    ``max_interval`` equals ``interval``: adaptive polling saves requests on quiet
+    sources at the cost of alert latency, so it is the operator's choice per source.  ``encoding`` overrides the charset the source's documents and
     pages declare (a WHATWG label such as ``euc-kr``).
     """
 
@@ -191,7 +192,7 @@ class Source(_Strict):
     @property
     def longest_interval(self) -> float:
         """The poll period in seconds that adaptive backing-off never exceeds."""
-        return self.max_interval if self.max_interval is not None else 10 * self.interval
+        return self.max_interval if self.max_interval is not None else self.interval
 
 
 class Rule(_Strict):
