@@ -329,3 +329,33 @@ channels: [{{id: c, kind: console}}]
     assert main(["sources", "--config", str(config), "--json"]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert '"items_seen":7' in first
+
+
+async def test_a_reloaded_config_adds_and_removes_sources_while_running(redis_client) -> None:
+    feeds = {"/one.xml": RSS.format(items=ITEM.format("o1", "/a/o1")).encode(),
+             "/two.xml": RSS.format(items=ITEM.format("t1", "/a/t1")).encode()}
+    server = StubServer(lambda path, headers: (200, {}, feeds[path]) if path in feeds
+                        else article(path))
+    base = server.start()
+    one = Source(id="one", url=f"{base}/one.xml", interval=1)
+    two = Source(id="two", url=f"{base}/two.xml", interval=1)
+    recorder = Recorder()
+    async with Fetcher.client(5) as http:
+        p = poller(redis_client, recorder, http)
+        scheduler = Scheduler(redis_client)
+        task = asyncio.create_task(p.run([one], scheduler))
+        for _ in range(100):
+            if recorder.pages:
+                break
+            await asyncio.sleep(0.05)
+        await p.update([two], scheduler)  # what the crawler does on a config reload
+        for _ in range(100):
+            if len(recorder.pages) == 2:
+                break
+            await asyncio.sleep(0.05)
+        polls_of_one = server.hits("/one.xml")
+        await asyncio.sleep(1.5)
+        task.cancel()
+    assert [page.source_id for page in recorder.pages] == ["one", "two"]
+    assert server.hits("/one.xml") == polls_of_one  # removed: no longer polled
+    assert await redis_client.zrange(SCHEDULE, 0, -1) == [b"two"]
