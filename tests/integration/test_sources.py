@@ -359,3 +359,28 @@ async def test_a_reloaded_config_adds_and_removes_sources_while_running(redis_cl
     assert [page.source_id for page in recorder.pages] == ["one", "two"]
     assert server.hits("/one.xml") == polls_of_one  # removed: no longer polled
     assert await redis_client.zrange(SCHEDULE, 0, -1) == [b"two"]
+
+
+async def test_entity_bombs_and_external_entities_are_refused_not_expanded(redis_client) -> None:
+    laughs = ('<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "aaaaaaaaaa">'
+              + "".join(f'<!ENTITY {c} "{("&" + p + ";") * 10}">'
+                        for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+              + ']><rss version="2.0"><channel><title>&i;</title><item><title>x</title>'
+              '<link>/a/x</link></item></channel></rss>')
+    xxe = ('<?xml version="1.0"?><!DOCTYPE urlset [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+           f'<urlset {NS}><url><loc>&x;</loc></url></urlset>')
+    server = StubServer(lambda path, headers: (200, {}, (
+        laughs if path == "/rss.xml" else xxe).encode()))
+    base = server.start()
+    recorder = Recorder()
+    async with Fetcher.client(5) as http:
+        p = poller(redis_client, recorder, http)
+        for source in (Source(id="bomb", url=f"{base}/rss.xml"),
+                       Source(id="xxe", url=f"{base}/sitemap.xml", kind="sitemap")):
+            await p.poll_and_schedule(source, Scheduler(redis_client))
+    statuses = {s.source_id: s for s in await read_status(redis_client, [
+        Source(id="bomb", url=f"{base}/rss.xml"),
+        Source(id="xxe", url=f"{base}/sitemap.xml", kind="sitemap")])}
+    assert "UnsafeXMLError" in statuses["bomb"].last_error
+    assert "UnsafeXMLError" in statuses["xxe"].last_error
+    assert recorder.pages == []

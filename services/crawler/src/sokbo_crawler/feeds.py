@@ -19,6 +19,7 @@ import feedparser
 
 from sokbo.charsets import codec_for_label
 from sokbo.errors import PermanentError
+from sokbo_crawler.safexml import check_xml
 
 __all__ = ["Feed", "FeedEntry", "FeedError", "parse_feed"]
 
@@ -96,7 +97,10 @@ def parse_feed(body: bytes, *, url: str = "", http_charset: str | None = None) -
 
     Raises:
         FeedError: the document is not a feed or is too malformed to yield entries.
+        UnsafeXMLError: it declares entities or refers to external ones (feedparser's
+            lenient fallback would expand them: see :mod:`sokbo_crawler.safexml`).
     """
+    check_xml(body, what="feed", url=url)
     parsed = feedparser.parse(_as_utf8(body, http_charset),
                               response_headers={"content-type": "application/xml"})
     if not parsed.get("version"):

@@ -21,8 +21,6 @@ as a result with an empty body.  Network failures and 5xx answers without a
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 import time
 import zlib
 from collections import defaultdict
@@ -43,8 +41,10 @@ from tenacity import (
 )
 
 from sokbo.errors import PermanentError, RetryableError
+from sokbo_crawler.ssrf import PrivateAddressError, UnsafeURLError, guarded_transport
 
-__all__ = ["FetchResult", "Fetcher", "LocalHostGate", "TooLargeError", "user_agent"]
+__all__ = ["FetchResult", "Fetcher", "LocalHostGate", "PrivateAddressError", "TooLargeError",
+           "UnsafeURLError", "user_agent"]
 
 #: attempts per fetch for network errors and 5xx without Retry-After (then the caller
 #: counts a failed attempt and tries again on a later poll)
@@ -139,15 +139,19 @@ class Fetcher:
                allow_private_networks: bool = True) -> httpx.AsyncClient:
         """Return an httpx client with sokbo's User-Agent, redirects (≤5) and timeouts.
 
-        With ``allow_private_networks=False`` every request, each redirect hop
+        With ``allow_private_networks=False`` every connection, each redirect hop
         included, is refused when its host resolves to a private, loopback,
-        link-local, multicast or reserved address (see :func:`refuse_private`).
+        link-local, multicast or reserved address: the check runs on the resolved
+        addresses inside the transport, which then connects to exactly those, so a
+        DNS answer that changes between check and connect cannot slip through (see
+        :mod:`sokbo_crawler.ssrf`).  Proxies from the environment are not used.
         """
-        hooks = {} if allow_private_networks else {"request": [refuse_private]}
         return httpx.AsyncClient(
+            transport=guarded_transport(allow_private_networks=allow_private_networks),
+            trust_env=False,
             headers={"User-Agent": agent or user_agent(), "Accept-Language": "ko,en;q=0.5",
                      "Accept-Encoding": "gzip, deflate, br"},
-            follow_redirects=True, max_redirects=5, event_hooks=hooks,
+            follow_redirects=True, max_redirects=5,
             timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)))
 
     async def get(self, url: str, *, etag: str | None = None,
@@ -243,31 +247,6 @@ class Fetcher:
                                         "(after decompression)")
                 chunks.append(chunk)
         return b"".join(chunks)
-
-
-class PrivateAddressError(PermanentError):
-    """The URL's host is on a private network and the config does not allow it."""
-
-
-async def refuse_private(request: httpx.Request) -> None:
-    """Raise :class:`PrivateAddressError` if *request*'s host resolves to a non-public address.
-
-    Checked on every request httpx sends, so on every redirect hop. (A host whose
-    DNS answer changes between this look-up and the connection is not caught.)
-    """
-    host = request.url.host
-    port = request.url.port or (443 if request.url.scheme == "https" else 80)
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port,
-                                                             type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise httpx.ConnectError(f"cannot resolve {host}: {exc}", request=request) from None
-    for *_, address in infos:
-        ip = ipaddress.ip_address(address[0])
-        if not ip.is_global or ip.is_multicast:
-            raise PrivateAddressError(
-                f"{request.url} resolves to {ip}, a non-public address; set "
-                "crawler.allow_private_networks: true only for intranet sources")
 
 
 def _host_of(url: str) -> str:

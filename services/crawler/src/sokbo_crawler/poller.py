@@ -52,7 +52,7 @@ from sokbo.observability import (
     SOURCE_POLLS,
 )
 from sokbo_crawler.feeds import FeedEntry, parse_feed
-from sokbo_crawler.fetch import Fetcher, FetchResult, TooLargeError
+from sokbo_crawler.fetch import Fetcher, FetchResult, TooLargeError, UnsafeURLError
 from sokbo_crawler.listing import parse_listing
 from sokbo_crawler.schedule import Scheduler, status_key
 from sokbo_crawler.sitemaps import parse_sitemap
@@ -346,7 +346,7 @@ class Poller:
             raise
         except Exception as exc:  # PermanentError, or anything a bad link can raise
             outcome = ("too_large" if isinstance(exc, TooLargeError)
-                       else "ssrf_refused" if type(exc).__name__ == "PrivateAddressError"
+                       else "ssrf_refused" if isinstance(exc, UnsafeURLError)
                        else "http_error" if isinstance(exc, PermanentError) else "error")
             PAGES_FETCHED.labels(source_id=source.id, outcome=outcome).inc()
             original = orjson.dumps({"url": entry.url, "source_id": source.id})

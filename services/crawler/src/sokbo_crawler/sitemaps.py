@@ -12,8 +12,8 @@ plain ``.xml`` may be a gzip file.  The decision is made on the gzip magic bytes
 ``1f 8b`` (RFC 1952 §2.3.1), never on the file name (ultimate-sitemap-parser #6),
 and inflation stops at the body cap, so a gzip bomb is an error.
 
-XML is parsed with defusedxml: a DTD with entity declarations or an external
-entity is refused, not expanded.
+XML is parsed with :func:`sokbo_crawler.safexml.parse_xml` (defusedxml): a DTD with
+entity declarations or an external entity is refused, not expanded.
 """
 
 from __future__ import annotations
@@ -22,13 +22,11 @@ import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import urljoin
-from xml.etree.ElementTree import Element, ParseError
-
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring
+from xml.etree.ElementTree import Element
 
 from sokbo.errors import PermanentError
 from sokbo_crawler.feeds import FeedEntry
+from sokbo_crawler.safexml import parse_xml
 
 __all__ = ["Sitemap", "SitemapError", "gunzip_capped", "parse_sitemap"]
 
@@ -84,16 +82,12 @@ def parse_sitemap(body: bytes, *, url: str, max_bytes: int = 5 * 1024 * 1024) ->
         in UTC (a time without zone is KST).
 
     Raises:
-        SitemapError: not a sitemap, malformed or unsafe XML, bad gzip.
+        SitemapError: not a sitemap, bad gzip.
+        UnsafeXMLError: entity declarations or external references (not expanded).
+        XMLSyntaxError: malformed XML (names the line and column).
     """
     data = gunzip_capped(body, url=url, max_bytes=max_bytes)
-    try:
-        root = fromstring(data, forbid_dtd=False, forbid_entities=True, forbid_external=True)
-    except DefusedXmlException as exc:
-        raise SitemapError(f"{url}: refused unsafe XML ({type(exc).__name__}: entity "
-                           "declarations or external references are not expanded)") from None
-    except ParseError as exc:
-        raise SitemapError(f"{url} is not well-formed XML ({exc})") from None
+    root = parse_xml(data, what="sitemap", url=url)
     kind = _local(root.tag)
     if kind == "sitemapindex":
         children = [loc for item in root if _local(item.tag) == "sitemap"
