@@ -49,7 +49,11 @@ def _error(path: Path) -> str:
 def test_demo_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEMO_SITE", "http://127.0.0.1:8123")
     settings = load_settings(CONFIG / "demo.yaml")
-    assert [s.id for s in settings.sources] == ["demo-daily", "hangul-shinmun"]
+    assert [(s.id, s.kind) for s in settings.sources] == [
+        ("demo-daily", "feed"), ("hangul-shinmun", "feed"), ("demo-sitemap", "sitemap"),
+        ("demo-section", "page")]
+    assert settings.sources[2].longest_interval == 60.0
+    assert settings.sources[3].link_pattern == r"/news/[a-z0-9-]+\.html$"
     assert settings.sources[0].url == "http://127.0.0.1:8123/feeds/demo.xml"
     assert settings.sources[0].interval == 10.0
     assert settings.crawler.allow_private_networks is True

@@ -7,8 +7,10 @@ import asyncio
 from sokbo import streams
 from sokbo.config import Settings
 from sokbo.context import ServiceContext
-from sokbo_crawler.fetch import Fetcher
+from sokbo_crawler.fetch import Fetcher, user_agent
+from sokbo_crawler.hosts import HostGate
 from sokbo_crawler.poller import Poller
+from sokbo_crawler.robots import RobotsCache, http_fetch
 from sokbo_crawler.schedule import Scheduler
 
 
@@ -16,8 +18,10 @@ def register(ctx: ServiceContext) -> None:
     """Add the crawler's polling workers to *ctx*.
 
     Sources come from the config; a reloaded config (file change or SIGHUP) updates
-    them without a restart.  The schedule is shared through Redis with the other
-    crawler replicas.
+    them without a restart.  The schedule, the per-host politeness (one request at a
+    time, ``per_host_delay`` apart, robots.txt ``Crawl-delay`` and ``Retry-After``
+    pauses) and the robots.txt cache are shared through Redis with the other crawler
+    replicas.
     """
     settings = ctx.settings.crawler
     state: dict[str, Poller | Scheduler] = {}
@@ -36,13 +40,17 @@ def register(ctx: ServiceContext) -> None:
         async with Fetcher.client(settings.timeout, settings.user_agent,
                                   allow_private_networks=settings.allow_private_networks
                                   ) as client:
+            gate = HostGate(ctx.redis, settings.per_host_delay)
+            robots = RobotsCache(ctx.redis, http_fetch(client),
+                                 settings.user_agent or user_agent(),
+                                 on_fetched=gate.set_crawl_delay)
             fetcher = Fetcher(client, max_body_bytes=settings.max_body_bytes,
-                              per_host_delay=settings.per_host_delay,
-                              deadline=2 * settings.timeout)
+                              deadline=2 * settings.timeout, gate=gate)
             poller = Poller(ctx.redis, fetcher,
                             lambda page: ctx.publish(page, streams.PAGES),
                             ctx.dead_letter, settings,
-                            max_attempts=ctx.settings.delivery.max_deliveries)
+                            max_attempts=ctx.settings.delivery.max_deliveries,
+                            robots=robots, throttles=gate)
             scheduler = Scheduler(ctx.redis)
             state.update(poller=poller, scheduler=scheduler)
             await poller.run(ctx.settings.sources, scheduler)

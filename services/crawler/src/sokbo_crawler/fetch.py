@@ -41,6 +41,7 @@ from tenacity import (
 )
 
 from sokbo.errors import PermanentError, RetryableError
+from sokbo_crawler.hosts import host_of
 from sokbo_crawler.ssrf import PrivateAddressError, UnsafeURLError, guarded_transport
 
 __all__ = ["FetchResult", "Fetcher", "LocalHostGate", "PrivateAddressError", "TooLargeError",
@@ -93,25 +94,48 @@ class FetchResult:
 
 
 class HostGate(Protocol):
-    """Grants one request at a time per host, spaced by the politeness delay."""
+    """Grants one request at a time per host, spaced by the politeness delay, and pauses
+    a host that answered 429/503 (see :class:`sokbo_crawler.hosts.HostGate`)."""
 
     def slot(self, url: str) -> AsyncIterator[None]: ...  # an async context manager
+
+    async def throttle(self, url: str, retry_after: str | float | None) -> float: ...
+
+    async def throttled_for(self, url: str) -> float: ...
 
 
 class LocalHostGate:
     """Per-host serialisation and spacing within this process only (tests, one replica)."""
 
-    def __init__(self, per_host_delay: float) -> None:
+    def __init__(self, per_host_delay: float, default_backoff: float = 60.0) -> None:
         self._delay = per_host_delay
+        self._default = default_backoff
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._last: dict[str, float] = {}
+        self._until: dict[str, float] = {}
+
+    async def throttle(self, url: str, retry_after: str | float | None) -> float:
+        """Pause *url*'s host for ``Retry-After`` (seconds or HTTP-date) in this process."""
+        seconds = (retry_after if isinstance(retry_after, float | int)
+                   else parse_retry_after(retry_after))
+        seconds = self._default if seconds is None else min(float(seconds), 3600.0)
+        host, now = _host_of(url), time.monotonic()
+        left = max(0.0, self._until.get(host, 0.0) - now)
+        if seconds > left:
+            self._until[host], left = now + seconds, seconds
+        return left
+
+    async def throttled_for(self, url: str) -> float:
+        """Return the seconds left of *url*'s host's pause (0 if none)."""
+        return max(0.0, self._until.get(_host_of(url), 0.0) - time.monotonic())
 
     @asynccontextmanager
     async def slot(self, url: str) -> AsyncIterator[None]:
         """Hold *url*'s host for one request, after waiting out the delay since the last."""
         host = _host_of(url)
         async with self._locks[host]:
-            wait = self._last.get(host, 0.0) + self._delay - time.monotonic()
+            wait = max(self._last.get(host, 0.0) + self._delay,
+                       self._until.get(host, 0.0)) - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             try:
@@ -203,10 +227,15 @@ class Fetcher:
         try:
             async with self._client.stream("GET", url, headers=headers) as response:
                 status = response.status_code
-                if status == 429 or status >= 500:
-                    raise RetryableError(
-                        f"HTTP {status} from {url}",
-                        retry_after=parse_retry_after(response.headers.get("retry-after")))
+                header = response.headers.get("retry-after")
+                if status == 429 or (status == 503 and header) or (status >= 500 and header):
+                    # the whole host waits, on every replica (B05), not just this URL
+                    pause = await self._gate.throttle(url, header)
+                    raise RetryableError(f"HTTP {status} from {url}; host paused for "
+                                         f"{pause:.0f} s (Retry-After: {header})",
+                                         retry_after=pause)
+                if status >= 500:
+                    raise RetryableError(f"HTTP {status} from {url}")
                 if status == 304:
                     body = b""
                 elif status >= 300:
@@ -250,8 +279,9 @@ class Fetcher:
 
 
 def _host_of(url: str) -> str:
-    """Return the lowercased host of *url* ("" if none). Raises ValueError if malformed."""
-    return (urlsplit(url).hostname or "").lower()
+    """Return *url*'s host and non-default port ("" if none). Raises ValueError if malformed."""
+    urlsplit(url).port  # noqa: B018 (raises ValueError for a malformed port)
+    return host_of(url) or ""
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -53,6 +53,7 @@ from sokbo.observability import (
 )
 from sokbo_crawler.feeds import FeedEntry, parse_feed
 from sokbo_crawler.fetch import Fetcher, FetchResult, TooLargeError, UnsafeURLError
+from sokbo_crawler.hosts import host_of
 from sokbo_crawler.listing import parse_listing
 from sokbo_crawler.schedule import Scheduler, status_key
 from sokbo_crawler.sitemaps import parse_sitemap
@@ -68,9 +69,16 @@ _DOCUMENT_KINDS = {"feed": "feed", "sitemap": "sitemap", "page": "listing"}
 
 
 class Robots(Protocol):
-    """What the poller asks of a robots.txt cache."""
+    """What the poller asks of a robots.txt cache (:class:`sokbo_crawler.robots.RobotsCache`):
+    whether sokbo may fetch *url*; a refusal is logged and counted by it."""
 
-    async def allowed(self, url: str) -> bool: ...
+    async def check(self, url: str, *, source_id: str) -> bool: ...
+
+
+class Throttles(Protocol):
+    """Which hosts asked to be left alone (429/503 with Retry-After), for how long."""
+
+    async def throttled_for(self, url: str) -> float: ...
 
 
 class Poller:
@@ -79,7 +87,8 @@ class Poller:
     def __init__(self, redis: aioredis.Redis, fetcher: Fetcher,
                  publish: Callable[[PageFetched], Awaitable[object]],
                  dead_letter: Callable[..., Awaitable[object]], settings: CrawlerSettings, *,
-                 max_attempts: int = 5, robots: Robots | None = None) -> None:
+                 max_attempts: int = 5, robots: Robots | None = None,
+                 throttles: Throttles | None = None) -> None:
         self._redis = redis
         self._max_attempts = max_attempts
         self._fetcher = fetcher
@@ -87,6 +96,7 @@ class Poller:
         self._dead_letter = dead_letter
         self._settings = settings
         self._robots = robots
+        self._throttles = throttles
         self._sources: dict[str, Source] = {}
         self._feed_titles: dict[str, str | None] = {}
 
@@ -252,6 +262,10 @@ class Poller:
         """
         if not await self._allowed(source, url):
             raise PermanentError(f"robots.txt of {_origin(url)} disallows {url} for sokbo")
+        paused = await self._paused(url)
+        if paused:
+            raise RetryableError(f"{_origin(url)} asked to wait (Retry-After); "
+                                 f"{paused:.0f} s left", retry_after=paused)
         stored = await self._redis.hget(streams.key("validators", source.id), url)
         last = orjson.loads(stored) if stored else {}
         with FETCH_DURATION.labels(kind=_DOCUMENT_KINDS[source.kind]).time():
@@ -275,11 +289,13 @@ class Poller:
         return result
 
     async def _allowed(self, source: Source, url: str) -> bool:
-        if self._robots is None or await self._robots.allowed(url):
+        if self._robots is None or await self._robots.check(url, source_id=source.id):
             return True
         PAGES_FETCHED.labels(source_id=source.id, outcome="robots_disallowed").inc()
-        get_logger(source_id=source.id).info("robots_disallowed", url=url)
         return False
+
+    async def _paused(self, url: str) -> float:
+        return await self._throttles.throttled_for(url) if self._throttles else 0.0
 
     async def _process(self, source: Source, entries: list[FeedEntry]) -> tuple[int, bool]:
         """Fetch and publish unseen *entries*; return (published, every link handled)."""
@@ -287,11 +303,14 @@ class Poller:
         await self._redis.zremrangebyscore(seen_key, 0, time.time() - SEEN_TTL)
         published, attempted, complete = 0, 0, True
         throttled: set[str | None] = set()
+        seen_hosts: set[str | None] = set()  # hosts already checked for a pause this poll
         for entry in entries:
             host = _host(entry.url)
-            if host in throttled:
+            if host in throttled or (host not in seen_hosts and await self._paused(entry.url)):
+                throttled.add(host)  # the host asked to wait: not an attempt, kept for later
                 complete = False
                 continue
+            seen_hosts.add(host)
             if await self._redis.zscore(seen_key, entry.url) is not None:
                 continue
             if attempted >= self._settings.max_entries_per_poll:
@@ -370,10 +389,8 @@ class Poller:
 
 
 def _host(url: str) -> str | None:
-    try:
-        return urlsplit(url).hostname
-    except ValueError:  # e.g. "http://[::1/x": the fetch reports it properly
-        return None
+    """The politeness key of *url* (host and non-default port), as the host gate uses."""
+    return host_of(url)  # None for a malformed URL: the fetch reports it properly
 
 
 def _origin(url: str) -> str:
