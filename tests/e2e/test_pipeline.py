@@ -59,9 +59,12 @@ NEW_PAGE = """<!doctype html><html lang="ko"><head><meta charset="utf-8">
 </article></body></html>"""
 
 
-def story(title: str) -> bytes:
-    """A page like NEW_PAGE with another headline."""
-    return NEW_PAGE.replace("과기정통부, 소버린AI 데이터센터 공모", title).encode()
+def story(title: str, *paragraphs: str) -> bytes:
+    """A news page with its own headline and body (distinct stories: no near-duplicates)."""
+    body = "".join(f"<p>{p}</p>" for p in paragraphs)
+    return (f'<!doctype html><html lang="ko"><head><meta charset="utf-8"><title>{title}</title>'
+            f'<meta property="og:title" content="{title}"></head><body><article><h1>{title}'
+            f"</h1>{body}</article></body></html>").encode()
 
 
 def write_sitemaps(site: NewsSite) -> None:
@@ -194,8 +197,18 @@ def world(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> It
             continue
         source = PAGES / page if (PAGES / page).exists() else CORPUS / page
         site.add_page(page, source)
-    site.add_page("sitemap-story.html", story("반도체 소버린AI 협의체 출범"))
-    site.add_page("listing-story.html", story("정부, 소버린AI 인재 양성 계획"))
+    site.add_page("sitemap-story.html", story(
+        "반도체 소버린AI 협의체 출범",
+        "국내 반도체 기업 일곱 곳이 소버린AI 협의체를 꾸리고 첫 회의를 열었다.",
+        "협의체는 국산 신경망처리장치의 성능 시험 기준을 연말까지 공동으로 마련한다.",
+        "참여사들은 설계 자산을 일부 공유하고 공동 검증 시설을 수도권에 짓기로 했다.",
+        "업계에서는 수요 기업과 공급 기업이 한자리에 모인 첫 사례라는 평가가 나온다."))
+    site.add_page("listing-story.html", story(
+        "정부, 소버린AI 인재 양성 계획",
+        "교육부와 고용노동부는 내년부터 5년 동안 소버린AI 전문 인력 2만 명을 키운다고 밝혔다.",
+        "대학원 과정에 연구 장학금을 주고, 재직자에게는 야간 실습 과정을 연다.",
+        "지방 거점 대학 열 곳을 뽑아 데이터 센터 사용료를 지원하는 방안도 포함됐다.",
+        "두 부처는 기업 수요 조사를 거쳐 세부 과정을 다음 달 발표할 예정이다."))
     write_sitemaps(site)
     (site.root / "section").mkdir(parents=True, exist_ok=True)
     (site.root / "section" / "list.html").write_bytes(LISTING.encode("cp949"))

@@ -22,6 +22,8 @@ __all__ = [
     "END_TO_END_LATENCY",
     "FETCH_DURATION",
     "GROUPS_RECREATED",
+    "NEAR_DUPLICATES_SUPPRESSED",
+    "NEAR_DUPLICATE_DISTANCE",
     "NOTIFICATIONS_SENT",
     "PAGES_FETCHED",
     "PAGE_BYTES",
@@ -84,6 +86,17 @@ SERVICE_UP = Gauge(
     registry=REGISTRY)
 
 
+# near-duplicate stories (keyword-alert): one alert per (story, rule) within the window
+NEAR_DUPLICATES_SUPPRESSED = Counter(
+    "sokbo_near_duplicates_suppressed_total", "Alerts not raised because a near-duplicate "
+    "of the article (same story) already raised the rule's alert, by rule; each article "
+    "counted once.", ["rule_id"], registry=REGISTRY)
+NEAR_DUPLICATE_DISTANCE = Histogram(
+    "sokbo_near_duplicate_distance_bits", "Hamming distance between a suppressed article's "
+    "fingerprint and that of the article that raised the alert (of 64 bits).",
+    buckets=(0, 1, 2, 3, 4, 6, 8, 10, 12, 16, 24), registry=REGISTRY)
+
 def metrics_app():
     """Return the ASGI app serving this process's registry in Prometheus text format."""
     return make_asgi_app(registry=REGISTRY)
+
