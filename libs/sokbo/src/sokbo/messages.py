@@ -77,10 +77,14 @@ class ArticleParsed(Message):
     title: str
     text: str
     authors: list[str] = Field(default_factory=list)
+    author_emails: list[str] = Field(default_factory=list)
     language: str | None = None
     published_at: datetime | None = None
     encoding: str | None = Field(None, description="the encoding the page was decoded with")
     content_hash: str = Field(description="sha256 hex of title + text")
+    fingerprint: str | None = Field(
+        None, description="near-duplicate fingerprint: 64-bit SimHash of title + text as "
+        "16 hex digits, see sokbo.fingerprint.fingerprint_of; None: not computed")
     discovered_at: datetime
     fetched_at: datetime
     parsed_at: datetime
