@@ -152,9 +152,9 @@ async def test_server_errors_are_retryable(status: int) -> None:
         (429, "7", 7),
         (429, "120", 120),
         (503, "30", 30),
-        (429, None, None),
+        (429, None, 60.0),  # no Retry-After: the host waits the default backoff
         (429, "Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # an HTTP-date in the past
-        (503, "soon", None),
+        (503, "soon", 60.0),  # unreadable: the default
     ],
 )
 async def test_retry_after(status: int, header: str | None, retry_after: float | None) -> None:
