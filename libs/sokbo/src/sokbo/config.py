@@ -139,8 +139,9 @@ class Source(_Strict):
     ``interval`` is the poll period; while polls find nothing new it doubles up to
     ``max_interval`` and returns to ``interval`` as soon as one does.  By default
     ``max_interval`` equals ``interval``: adaptive polling saves requests on quiet
-    sources at the cost of alert latency, so it is the operator's choice per source.  ``encoding`` overrides the charset the source's documents and
-    pages declare (a WHATWG label such as ``euc-kr``).
+    sources at the cost of alert latency, so it is the operator's choice per source.
+    ``encoding`` overrides the charset the source's documents and pages declare (a
+    WHATWG label such as ``euc-kr``).
     """
 
     id: Identifier

@@ -26,7 +26,7 @@ from faststream.redis.annotations import RedisStreamMessage
 from pydantic import ValidationError
 from redis.exceptions import RedisError, ResponseError
 
-from sokbo import streams
+from sokbo import deadletters, streams
 from sokbo.config import Settings
 from sokbo.errors import PermanentError
 from sokbo.logs import get_logger
@@ -151,16 +151,21 @@ class ServiceContext:
         return int(pending[0]["times_delivered"]) if pending else 1
 
     async def dead_letter(self, stage: str, stream: str, entry_id: str | None, body: bytes,
-                          deliveries: int, error: str) -> None:
-        """Append a :class:`DeadLettered` entry for *body* to ``sokbo.dead-letter``."""
+                          deliveries: int, error: str, *, channel_id: str | None = None
+                          ) -> None:
+        """Append a :class:`DeadLettered` entry for *body* to ``sokbo.dead-letter``.
+
+        Written as plain fields (see :mod:`sokbo.deadletters`), readable with redis-cli
+        and by ``sokbo dead-letter``.
+        """
         try:
             original = orjson.loads(body)
         except ValueError:
             original = {"raw": body[:4096].decode("utf-8", "replace")}
         entry = DeadLettered(stage=stage, stream=stream, entry_id=entry_id, error=error,
-                             deliveries=deliveries, original=original,
+                             deliveries=deliveries, original=original, channel_id=channel_id,
                              failed_at=datetime.now(UTC))
-        await self.publish(entry, streams.DEAD_LETTER)
+        await deadletters.write(self.redis, entry, maxlen=self.settings.streams.maxlen)
         DEAD_LETTERED.labels(stage=stage).inc()
         get_logger(stage=stage).error("entry_dead_lettered", stream=stream, entry_id=entry_id,
                                       deliveries=deliveries, error=error)

@@ -154,6 +154,7 @@ class DeadLettered(Message):
     stage: str
     stream: str
     entry_id: str | None = None
+    channel_id: str | None = Field(None, description="the channel that refused an alert")
     error: str
     deliveries: int = 1
     original: dict[str, Any] | None = None

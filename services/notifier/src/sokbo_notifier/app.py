@@ -60,7 +60,7 @@ def register(ctx: ServiceContext) -> None:
 
     async def give_up(alert: AlertRaised, channel_id: str, kind: str, reason: str) -> None:
         await ctx.dead_letter("notifier", streams.ALERTS, None, alert.model_dump_json().encode(),
-                              1, f"channel {channel_id}: {reason}")
+                              1, f"channel {channel_id}: {reason}", channel_id=channel_id)
         guard = streams.key("delivered", alert.alert_id, channel_id)
         await ctx.redis.set(guard, "dead-lettered", ex=DELIVERED_TTL)
         NOTIFICATIONS_SENT.labels(kind=kind, outcome="permanent_error").inc()
