@@ -37,10 +37,10 @@ EXPECTED = {
 }
 #: page → a fragment of its title, to recognise its alerts (links carry canonical URLs)
 TITLES = {
-    "fetv-openai-korea.html": "제이슨 권 오픈AI CSO",
-    "openai-korea-particle.html": "첫 파트너는 누구",
-    "sovereign-ai-euckr.html": "소버린 AI 전략 발표",
-    "sovereign-dc.html": "소버린AI 데이터센터 공모",
+    "fetv-openai-korea.html": "오픈AI 코리아 출범",  # the feed entry's title wins (B12)
+    "openai-korea-particle.html": "OpenAI 코리아 첫 파트너",
+    "sovereign-ai-euckr.html": "소버린 AI 전략",
+    "sovereign-dc.html": "소버린AI 데이터센터",
     "sitemap-story.html": "소버린AI 협의체 출범",
     "listing-story.html": "소버린AI 인재 양성",
 }

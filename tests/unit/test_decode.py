@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sokbo_parser.decode import DecodedPage, decode_html, normalize_charset
+from sokbo_parser.decode import DecodedPage, decode_html, normalize_charset, sniff_binary
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "corpus"
 KOREAN = "오픈AI 코리아가 소버린AI 정책을 발표했다. 똠방각하와 햏자도 읽힌다."
@@ -248,3 +248,41 @@ def test_random_bytes_never_raise(body: bytes, http_charset: str | None) -> None
     page = decode_html(body, http_charset)
     assert isinstance(page.text, str)
     codecs.lookup(page.encoding)
+
+
+# --- sniff_binary (WHATWG MIME Sniffing) -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        (bytes.fromhex("89504e470d0a1a0a0000000d49484452"), "a PNG image"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", "a JPEG image"),
+        (b"GIF89a\x01\x00\x01\x00", "a GIF image"),
+        (b"RIFF\x24\x00\x00\x00WEBPVP8 ", "a WebP image"),
+        (b"%PDF-1.7\n", "a PDF document"),
+        (b"PK\x03\x04\x14\x00", "a ZIP archive"),
+        (b"\x1f\x8b\x08\x00\x00\x00", "gzip data"),
+        (bytes(range(32)) * 10, "binary data"),
+        (b"\x00\x01binary", "binary data"),
+    ],
+)
+def test_sniff_binary_names_what_the_body_is(body: bytes, kind: str) -> None:
+    assert sniff_binary(body) == kind
+    assert sniff_binary(body, "utf-8") == kind  # a text label does not make it text
+
+
+@pytest.mark.parametrize(
+    ("body", "http_charset"),
+    [
+        (_page("", KOREAN, "utf-8"), None),
+        (_page('<meta charset="euc-kr">', KOREAN, "cp949"), "euc-kr"),
+        (codecs.BOM_UTF16_LE + _page("", KOREAN, "utf-16-le"), None),
+        (_page("", KOREAN, "utf-16-le"), "utf-16le"),
+        ("<p>\x1b$B日本語\x1b(B</p>".encode("latin-1", "replace"), None),  # ESC: ISO-2022-JP
+        (_page("", KOREAN * 30, "utf-8") + b"\x00", None),  # one stray NUL in a real page
+        (b"", None),
+    ],
+)
+def test_sniff_binary_passes_text(body: bytes, http_charset: str | None) -> None:
+    assert sniff_binary(body, http_charset) is None

@@ -398,3 +398,27 @@ def test_a_source_encoding_override_reads_an_undeclared_cp949_feed() -> None:
             '<link>https://news.example.kr/a/3</link></item></channel></rss>').encode("cp949")
     feed = parse_feed(body, url="https://news.example.kr/rss", http_charset="euc-kr")
     assert (feed.title, feed.entries[0].title) == ("한글", "똠방각하 소버린AI")
+
+
+# --- B09: Korean date forms in feeds ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("pub_date", "expected"), [
+    ("2024/03/05 14:22:41", "2024-03-05T05:22:41+00:00"),
+    ("2024년 03월 05일 14:22:41", "2024-03-05T05:22:41+00:00"),
+    ("2024.03.05 14:22", "2024-03-05T05:22:00+00:00"),
+    ("2004-05-25 오후 11:23:17", "2004-05-25T14:23:17+00:00"),
+    ("Tue, 05 Mar 2024 14:22:41 KST", "2024-03-05T05:22:41+00:00"),
+    ("2024-03-05 14:22:41", "2024-03-05T05:22:41+00:00"),
+    ("Tue, 05 Mar 2024 05:22:41 GMT", "2024-03-05T05:22:41+00:00"),
+    ("2024-03-05T14:22:41+09:00", "2024-03-05T05:22:41+00:00"),
+    ("어제 오후", None),  # unreadable: no date, never an invented one
+    ("2999-01-01 00:00:00", None),  # in the future: refused
+])
+def test_korean_feed_dates_read_in_kst_never_invented(pub_date: str, expected: str | None
+                                                       ) -> None:
+    body = (f'<rss version="2.0"><channel><title>t</title><item><title>x</title>'
+            f"<link>https://news.example.kr/a/1</link><pubDate>{pub_date}</pubDate>"
+            "</item></channel></rss>").encode()
+    published = parse_feed(body, url="https://news.example.kr/rss").entries[0].published
+    assert (published.isoformat() if published else None) == expected

@@ -8,16 +8,15 @@ strict ``euc_kr`` codec rejects the CP949-only syllables real Korean feeds carry
 
 from __future__ import annotations
 
-import calendar
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin
 
 import feedparser
 
 from sokbo.charsets import codec_for_label
+from sokbo.dates import parse_korean_datetime
 from sokbo.errors import PermanentError
 from sokbo_crawler.safexml import check_xml
 
@@ -60,26 +59,18 @@ def _as_utf8(body: bytes, http_charset: str | None) -> bytes:
                   r'\2"utf-8"', text, count=1).encode("utf-8")
 
 
-def _rfc822(raw: str) -> datetime | None:
-    """Parse RFC 822 dates feedparser rejects or misreads ("KST", "13:30:33+0900")."""
-    text = re.sub(r"\bKST\b", "+0900", raw.strip())
-    text = re.sub(r"(\d)([+-]\d{4})$", r"\1 \2", text)
-    try:
-        value = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+def _entry_date(entry: feedparser.FeedParserDict, now: datetime) -> datetime | None:
+    """Return an entry's publication time in UTC, or ``None`` if it cannot be read.
 
-
-def _entry_date(entry: feedparser.FeedParserDict) -> datetime | None:
-    for key in ("published", "updated"):
+    The raw string is read with :func:`sokbo.dates.parse_korean_datetime` (RFC 822,
+    RFC 3339 and the Korean forms; a time without zone is KST; ``KST`` is +09:00),
+    not with feedparser's own parse, which turns ``2024/03/05`` into this month's
+    first day (feedparser #75, B09).  A date more than 10 minutes after *now* is
+    refused: a date is never invented or taken from the future.
+    """
+    for key in ("published", "updated", "created"):
         raw = entry.get(key) if key in entry else None
-        if raw and "KST" in raw and (value := _rfc822(raw)):
-            return value
-        parsed = entry.get(f"{key}_parsed") if f"{key}_parsed" in entry else None
-        if parsed:
-            return datetime.fromtimestamp(calendar.timegm(parsed), tz=UTC)
-        if raw and (value := _rfc822(raw)):
+        if raw and (value := parse_korean_datetime(str(raw), now=now)):
             return value
     return None
 
@@ -109,12 +100,13 @@ def parse_feed(body: bytes, *, url: str = "", http_charset: str | None = None) -
         raise FeedError(f"no RSS or Atom feed element found{detail}; is the URL an HTML "
                         "page or a sitemap?")
     entries = []
+    now = datetime.now(UTC)
     for entry in parsed.entries:
         link = _entry_link(entry, url)
         if link is None:
             continue
         title = (entry.get("title") or "").strip() or None
-        entries.append(FeedEntry(url=link, title=title, published=_entry_date(entry)))
+        entries.append(FeedEntry(url=link, title=title, published=_entry_date(entry, now)))
     if parsed.bozo and not entries:
         reason = parsed.get("bozo_exception")
         raise FeedError(f"malformed feed, no entry with a link could be read: "

@@ -18,6 +18,9 @@ A declared encoding must decode the body strictly to be used; when it does not, 
 next step is tried. Bytes that are valid UTF-8 with non-ASCII content beat a legacy
 declaration (a mislabeled page, feedparser #478): that combination is practically
 never an accident. Nothing here raises on any input.
+
+:func:`sniff_binary` tells, before decoding, whether a body is not text at all (an
+image or archive served in place of a page), by the WHATWG MIME Sniffing rules.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import charset_normalizer
 
 from sokbo.charsets import codec_for_label
 
-__all__ = ["DecodedPage", "decode_html", "normalize_charset"]
+__all__ = ["DecodedPage", "decode_html", "normalize_charset", "sniff_binary"]
 
 Source = Literal["http", "bom", "meta", "detected", "override"]
 
@@ -48,6 +51,16 @@ _ATTR = re.compile(rb"""([^\s=/>]+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s>]+))?""")
 _CONTENT_CHARSET = re.compile(rb"""charset\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s;"']+))""", re.I)
 _XML_DECL = re.compile(rb"""\A\s*<\?xml[^>]*?encoding\s*=\s*["']([^"']+)["']""", re.I)
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
+#: WHATWG MIME Sniffing §7.1 "binary data byte": never in text in an ASCII-based encoding
+_BINARY_BYTE = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
+_SNIFF_LIMIT = 1445  # bytes: the "resource header" of WHATWG MIME Sniffing §5.2
+#: signatures (MIME Sniffing §6.1-6.3) of what crawlers meet in place of a page
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"), (b"GIF89a", "a GIF image"), (b"%PDF-", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive"), (b"\x1f\x8b\x08", "gzip data"),
+    (b"\x00\x00\x01\x00", "an icon"),
+)
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,32 @@ def decode_html(
         if text is not None:
             return DecodedPage(text, detected, "detected")
     return _least_damaged(body, [*declared, (detected or "utf-8", "detected")])
+
+
+def sniff_binary(body: bytes, http_charset: str | None = None) -> str | None:
+    """Tell whether *body* is binary data rather than a text page, and what it looks like.
+
+    Follows WHATWG MIME Sniffing (https://mimesniff.spec.whatwg.org/, §6 and §7.1):
+    a known signature (PNG, JPEG, GIF, PDF, ZIP, gzip, ICO, WebP), or binary data
+    bytes (control characters other than whitespace and ESC) in the first 1445
+    bytes. Where the standard rejects a resource for one such byte, more than one in
+    a hundred is required here: a stray NUL in a real page should not lose it. A
+    UTF-16 page, which has NUL bytes, is text when a BOM or *http_charset* says so.
+
+    Returns:
+        ``None`` for text, else a short description: ``"a PNG image"``,
+        ``"binary data"``.
+    """
+    head = body[:_SNIFF_LIMIT]
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (
+            (normalize_charset(http_charset) or "").startswith("utf-16")):
+        return None
+    for signature, kind in _SIGNATURES:
+        if head.startswith(signature):
+            return kind
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image"
+    return "binary data" if len(_BINARY_BYTE.findall(head)) * 100 > len(head) else None
 
 
 def _declared(body: bytes, http_charset: str | None) -> list[tuple[str, Source]]:
