@@ -107,3 +107,49 @@ async def test_purge_one_old_or_all(redis_client) -> None:
                                    before=datetime.now(UTC) - timedelta(days=1)) == 0
     assert await deadletters.purge(redis_client) == 2
     assert await redis_client.xlen(streams.DEAD_LETTER) == 0
+
+
+def test_the_dead_letter_command(redis_url, tmp_path, capsys) -> None:
+    import asyncio
+
+    import redis as sync_redis
+
+    from sokbo.cli import main
+
+    config = tmp_path / "sokbo.yaml"
+    config.write_text(f"""
+redis_url: {redis_url}
+rules: [{{id: r, query: 소버린AI, channels: [c]}}]
+channels: [{{id: c, kind: console}}]
+""", encoding="utf-8")
+
+    async def fill() -> None:
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(redis_url)
+        await deadletters.write(client, letter("crawler", streams.PAGES, {
+            "url": "https://news.example.kr/a/1", "source_id": "fetv"}), maxlen=1000)
+        await deadletters.write(client, letter("notifier", streams.ALERTS, ALERT,
+                                               channel_id="mail"), maxlen=1000)
+        await client.aclose()
+
+    asyncio.run(fill())
+    assert main(["dead-letter", "list", "--config", str(config)]) == 0
+    out = capsys.readouterr()
+    lines = out.out.splitlines()
+    assert "crawler" in lines[0] and "url=https://news.example.kr/a/1" in lines[0]
+    assert "channel=mail" in lines[2] and "2 dead letter(s)" in out.err
+    entry_id = lines[2].split()[0]
+    assert main(["dead-letter", "show", entry_id, "--config", str(config)]) == 0
+    assert '"channel_id": "mail"' in capsys.readouterr().out
+    assert main(["dead-letter", "replay", entry_id, "--config", str(config)]) == 0
+    assert "sent back for channel mail" in capsys.readouterr().out
+    client = sync_redis.Redis.from_url(redis_url)
+    [(_, fields)] = client.xrange(streams.ALERTS)
+    assert b"a1b2c3d4e5f60718" in fields[b"__data__"]  # FastStream's envelope, as services read
+    assert main(["dead-letter", "purge", "--all", "--config", str(config)]) == 0
+    assert "purged 1" in capsys.readouterr().out
+    assert client.xlen(streams.DEAD_LETTER) == 0
+    client.close()
+    assert main(["dead-letter", "replay", "--config", str(config)]) == 2  # no target
+    assert "needs an entry id or --all" in capsys.readouterr().err

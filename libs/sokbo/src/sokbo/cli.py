@@ -6,6 +6,7 @@
     sokbo match --batch                 # JSON lines {"query", "text"} on stdin
     sokbo match --config FILE --batch   # JSON lines {"title", "text"}: every rule
     sokbo extract --file F [--url U] [--encoding E]   # the ArticleParsed of a saved page
+    sokbo dead-letter list|show ID|replay (ID|--all)|purge (ID|--all|--before AGE)
 
 Exit codes: 0 success (also after SIGTERM/SIGINT), 2 invalid input (configuration,
 query, usage), 1 cannot start (Redis unreachable, metrics port taken).
@@ -19,6 +20,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -71,6 +73,21 @@ def _parser() -> argparse.ArgumentParser:
     extract.add_argument("--file", type=Path, required=True, help="the page, as fetched (bytes)")
     extract.add_argument("--url", help="the URL it was fetched from (default: the file's "
                          "file:// URI); canonical URL and article_id derive from it")
+    dead = commands.add_parser(
+        "dead-letter", help="list, show, replay or purge entries of sokbo.dead-letter",
+        description="list [--stage S] [--count N] [--json] | show ID | replay (ID | --all "
+        "[--stage S]) | purge (ID | --all | --before AGE). Replay puts the original back "
+        "where it failed (a page is fetched again on its source's next poll; an alert a "
+        "channel refused goes back for that channel only).")
+    dead.add_argument("action", choices=["list", "show", "replay", "purge"])
+    dead.add_argument("entry_id", nargs="?", help="a dead-letter entry id (from list)")
+    dead.add_argument("--config", default=os.environ.get("SOKBO_CONFIG"),
+                      help="YAML config file (default: $SOKBO_CONFIG)")
+    dead.add_argument("--stage", help="only entries of this stage (crawler, parser, ...)")
+    dead.add_argument("--count", type=int, default=100, help="list at most this many")
+    dead.add_argument("--all", action="store_true", help="replay or purge every entry")
+    dead.add_argument("--before", help="purge entries older than this age (e.g. 7d)")
+    dead.add_argument("--json", action="store_true", help="list as JSON lines")
     extract.add_argument("--encoding", help="a charset label that overrides the page's, "
                          "e.g. euc-kr")
     return parser
@@ -250,6 +267,85 @@ def _sources(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dead_letter(args: argparse.Namespace) -> int:
+    import redis.asyncio as aioredis
+
+    needs_target = args.action in ("show", "replay", "purge")
+    if needs_target and not (args.entry_id or args.all or args.before):
+        raise ConfigError(f"dead-letter {args.action} needs an entry id"
+                          + (" or --all" if args.action != "show" else "")
+                          + (" or --before AGE" if args.action == "purge" else ""))
+    settings = _load(args.config)
+
+    async def act() -> int:
+        client = aioredis.from_url(settings.redis_url, socket_connect_timeout=3)
+        try:
+            return await _dead_letter_action(args, client, settings)
+        except aioredis.RedisError as exc:
+            raise StartupError(f"cannot reach Redis at {_redact(settings.redis_url)}: {exc}; "
+                               "is Redis up and redis_url (or REDIS_URL) right?") from None
+        finally:
+            await client.aclose()
+
+    return asyncio.run(act())
+
+
+async def _dead_letter_action(args: argparse.Namespace, client: Any, settings: Any) -> int:
+    """Carry out one ``sokbo dead-letter`` action; return the exit code."""
+    from datetime import UTC, datetime, timedelta
+
+    from faststream.redis import RedisBroker
+
+    from sokbo import deadletters
+    from sokbo.config import parse_duration
+
+    if args.action == "list":
+        letters = await deadletters.read(client, count=args.count, stage=args.stage)
+        for letter in letters:
+            summary = letter.summary()
+            if args.json:
+                print(orjson.dumps(summary).decode())
+            else:
+                about = " ".join(f"{k}={v}" for k, v in summary["about"].items())
+                channel = f" channel={summary['channel_id']}" if summary["channel_id"] else ""
+                print(f"{summary['id']}  {summary['failed_at'][:19]}  {summary['stage']:<13} "
+                      f"{summary['stream']}{channel}  {about}\n    {summary['error']}")
+        if not args.json:
+            print(f"{len(letters)} dead letter(s)", file=sys.stderr)
+        return 0
+    if args.action == "show":
+        found = await deadletters.read(client, entry_id=args.entry_id)
+        if not found:
+            print(f"sokbo: no dead letter {args.entry_id}", file=sys.stderr)
+            return 2
+        print(orjson.dumps({"id": found[0].entry_id, **found[0].record.model_dump(mode="json")},
+                           option=orjson.OPT_INDENT_2).decode())
+        return 0
+    if args.action == "purge":
+        before = (datetime.now(UTC) - timedelta(seconds=parse_duration(args.before))
+                  if args.before else None)
+        removed = await deadletters.purge(client, entry_id=args.entry_id, before=before)
+        print(f"purged {removed} dead letter(s)")
+        return 0
+    letters = (await deadletters.read(client, entry_id=args.entry_id) if args.entry_id
+               else await deadletters.read(client, count=10**9, stage=args.stage))
+    if not letters:
+        print(f"sokbo: no dead letter {args.entry_id or ''} to replay", file=sys.stderr)
+        return 2
+    failed = 0
+    async with RedisBroker(settings.redis_url) as broker:
+        async def publish(body: bytes, stream: str) -> None:
+            await broker.publish(body, stream=stream)
+
+        for letter in letters:
+            try:
+                print(f"{letter.entry_id}: {await deadletters.replay(client, letter, publish)}")
+            except ValueError as exc:
+                failed += 1
+                print(f"sokbo: {exc}", file=sys.stderr)
+    return 2 if failed else 0
+
+
 def _redact(url: str) -> str:
     """Hide a password in a Redis URL."""
     import re
@@ -267,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.batch and (args.query is None or (args.text is None and args.file is None)):
             parser.error("match needs --query Q with --text T or --file F, or --batch")
     handler = {"run": _run, "check-config": _check, "match": _match,
-               "sources": _sources, "extract": _extract}[args.command]
+               "sources": _sources, "extract": _extract,
+               "dead-letter": _dead_letter}[args.command]
     try:
         return handler(args)
     except QuerySyntaxError as exc:
