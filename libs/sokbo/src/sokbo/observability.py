@@ -100,3 +100,84 @@ def metrics_app():
     """Return the ASGI app serving this process's registry in Prometheus text format."""
     return make_asgi_app(registry=REGISTRY)
 
+
+
+# notifier: Slack pacing and coalescing, e-mail digests (channel ids come from the config)
+SLACK_MESSAGES = Counter(
+    "sokbo_slack_messages_total", "Messages posted to Slack webhooks, by channel, kind "
+    "(single, digest) and outcome (sent, rate_limited, retryable_error, permanent_error).",
+    ["channel_id", "kind", "outcome"], registry=REGISTRY)
+SLACK_PACING_WAIT = Counter(
+    "sokbo_slack_pacing_wait_seconds_total", "Time Slack senders waited for their channel's "
+    "token bucket (max_per_second, Retry-After and backoff pauses), by channel.",
+    ["channel_id"], registry=REGISTRY)
+NOTIFIER_WAITING = Gauge(
+    "sokbo_notifier_waiting_alerts", "Alerts taken from sokbo.alerts that wait for their "
+    "channel (a Slack channel's queue, or e-mail digests not yet sent), by channel.",
+    ["channel_id"], registry=REGISTRY)
+EMAIL_DIGESTS = Counter(
+    "sokbo_email_digests_total", "E-mail digests, by channel and outcome (sent, "
+    "retryable_error, permanent_error).", ["channel_id", "outcome"], registry=REGISTRY)
+
+__all__ += ["EMAIL_DIGESTS", "NOTIFIER_WAITING", "SLACK_MESSAGES", "SLACK_PACING_WAIT"]
+
+
+# consumer groups: recovery, trimming and lag (labels: stream and group names from streams.py)
+STREAM_ERRORS = Counter(
+    "sokbo_stream_errors_total", "Errors that stopped a stream subscriber, by stream and "
+    "error (NOGROUP: its consumer group vanished, Redis restarted or flushed).",
+    ["stream", "error"], registry=REGISTRY)
+PENDING_ENTRIES_LOST = Counter(
+    "sokbo_pending_entries_lost_total", "Pending entries found deleted (trimmed by MAXLEN, "
+    "or XDEL) before their group acked them, by stream and group: each was lost.",
+    ["stream", "group"], registry=REGISTRY)
+PENDING_ENTRIES_RESUMED = Counter(
+    "sokbo_pending_entries_resumed_total", "Entries a restarted replica found pending under "
+    "its own consumer name and handled again at start, by stream.", ["stream"],
+    registry=REGISTRY)
+CONSUMERS_REMOVED = Counter(
+    "sokbo_consumers_removed_total", "Consumers with no pending entries removed from their "
+    "group after delivery.consumer_expiry without reading, by stream and group.",
+    ["stream", "group"], registry=REGISTRY)
+STREAM_LENGTH = Gauge(
+    "sokbo_stream_length", "Entries in the stream (XLEN), by stream.", ["stream"],
+    registry=REGISTRY)
+CONSUMER_GROUP_LAG = Gauge(
+    "sokbo_consumer_group_lag", "Entries of the stream not yet delivered to the group "
+    "(XINFO GROUPS lag), by stream and group; near streams.maxlen means entries are about "
+    "to be trimmed unread.", ["stream", "group"], registry=REGISTRY)
+CONSUMER_GROUP_PENDING = Gauge(
+    "sokbo_consumer_group_pending", "Entries delivered to the group and not acked yet, "
+    "by stream and group.", ["stream", "group"], registry=REGISTRY)
+
+__all__ += ["CONSUMERS_REMOVED", "CONSUMER_GROUP_LAG", "CONSUMER_GROUP_PENDING",
+            "PENDING_ENTRIES_LOST", "PENDING_ENTRIES_RESUMED", "STREAM_ERRORS",
+            "STREAM_LENGTH"]
+
+
+# per-stage latency and domain timings (crawler, parser, keyword-alert)
+STAGE_LATENCY = Histogram(
+    "sokbo_stage_latency_seconds", "Time an article spends between two points of the "
+    "pipeline, by stage: publication_to_discovery (the source's date to the crawler seeing "
+    "the link), discovery_to_fetch, fetch_to_parse, parse_to_match (alert raised), "
+    "match_to_delivery (channel accepted); discovery to delivery end to end is "
+    "sokbo_end_to_end_latency_seconds.", ["stage"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 21600),
+    registry=REGISTRY)
+EXTRACTION_DURATION = Histogram(
+    "sokbo_extraction_duration_seconds", "Time to decode and extract one page (parser).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=REGISTRY)
+MATCH_DURATION = Histogram(
+    "sokbo_match_duration_seconds", "Time to evaluate every rule against one article "
+    "(keyword-alert).", buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                 0.05, 0.1), registry=REGISTRY)
+FETCH_RETRIES = Counter(
+    "sokbo_fetch_retries_total", "HTTP fetches retried after a network error or a 5xx "
+    "without Retry-After (jittered exponential backoff).", registry=REGISTRY)
+SOURCE_LAST_NEW = Gauge(
+    "sokbo_source_last_new_article_timestamp_seconds", "Unix time a source last yielded a "
+    "new article (read from Redis, so every crawler replica reports the same); "
+    "time() minus it is the source's silence.", ["source_id"], registry=REGISTRY)
+
+__all__ += ["EXTRACTION_DURATION", "FETCH_RETRIES", "MATCH_DURATION", "SOURCE_LAST_NEW",
+            "STAGE_LATENCY"]

@@ -41,6 +41,7 @@ from tenacity import (
 )
 
 from sokbo.errors import PermanentError, RetryableError
+from sokbo.observability import FETCH_RETRIES
 from sokbo_crawler.hosts import host_of
 from sokbo_crawler.ssrf import PrivateAddressError, UnsafeURLError, guarded_transport
 
@@ -210,6 +211,7 @@ class Fetcher:
             wait=wait_random_exponential(multiplier=self._backoff, max=10 * self._backoff),
             retry=retry_if_exception(
                 lambda exc: isinstance(exc, RetryableError) and exc.retry_after is None),
+            before_sleep=lambda state: FETCH_RETRIES.inc(),
             reraise=True)
         async for attempt in retrying:
             with attempt:

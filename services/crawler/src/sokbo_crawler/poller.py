@@ -49,13 +49,15 @@ from sokbo.observability import (
     PAGE_BYTES,
     PAGES_FETCHED,
     SITEMAPS_FAILED,
+    SOURCE_LAST_NEW,
     SOURCE_POLLS,
+    STAGE_LATENCY,
 )
 from sokbo_crawler.feeds import FeedEntry, parse_feed
 from sokbo_crawler.fetch import Fetcher, FetchResult, TooLargeError, UnsafeURLError
 from sokbo_crawler.hosts import host_of
 from sokbo_crawler.listing import parse_listing
-from sokbo_crawler.schedule import Scheduler, status_key
+from sokbo_crawler.schedule import Scheduler, read_status, status_key
 from sokbo_crawler.sitemaps import parse_sitemap
 
 __all__ = ["SEEN_TTL", "Poller"]
@@ -109,8 +111,22 @@ class Poller:
         """
         scheduler = scheduler or Scheduler(self._redis)
         await self.update(sources, scheduler)
-        await asyncio.gather(*(self._worker(scheduler)
-                               for _ in range(self._settings.concurrency)))
+        await asyncio.gather(self._export_freshness(),
+                             *(self._worker(scheduler) for _ in range(self._settings.concurrency)))
+
+    async def _export_freshness(self, every: float = 30.0) -> None:
+        """Keep ``sokbo_source_last_new_article_timestamp_seconds`` in step with Redis.
+
+        Read from the shared status, so every replica reports when the source last
+        yielded something new to *any* replica.
+        """
+        while True:
+            with contextlib.suppress(Exception):
+                for status in await read_status(self._redis, self._sources.values()):
+                    if status.last_new_at is not None:
+                        SOURCE_LAST_NEW.labels(source_id=status.source_id).set(
+                            status.last_new_at)
+            await asyncio.sleep(every)
 
     async def update(self, sources: Iterable[Source], scheduler: Scheduler) -> None:
         """Replace the polled sources (a reloaded config) and resynchronise the schedule."""
@@ -178,6 +194,7 @@ class Poller:
             if new:
                 fields["last_new_at"] = now
                 await self._redis.hincrby(key, "items_seen", new)
+                SOURCE_LAST_NEW.labels(source_id=source.id).set(now)
             await self._redis.hset(key, mapping=fields)
         else:
             await self._redis.hset(key, mapping={"last_error": error[:500], "last_error_at": now})
@@ -375,13 +392,19 @@ class Poller:
             return False
         PAGES_FETCHED.labels(source_id=source.id, outcome="ok").inc()
         PAGE_BYTES.observe(len(page.body))
+        fetched_at = datetime.now(UTC)
+        if entry.published is not None and entry.published <= discovered_at:
+            STAGE_LATENCY.labels(stage="publication_to_discovery").observe(
+                (discovered_at - entry.published).total_seconds())
+        STAGE_LATENCY.labels(stage="discovery_to_fetch").observe(
+            (fetched_at - discovered_at).total_seconds())
         message = PageFetched(
             source_id=source.id,
             source_title=source.title or self._feed_titles.get(source.id),
             url=entry.url, final_url=page.final_url, status=page.status,
             content_type=page.content_type, charset=source.encoding or page.charset,
             body=page.body, entry_title=entry.title, entry_published=entry.published,
-            discovered_at=discovered_at, fetched_at=datetime.now(UTC))
+            discovered_at=discovered_at, fetched_at=fetched_at)
         await self._publish(message)
         log.info("page_fetched", bytes=len(page.body), status=page.status,
                  final_url=page.final_url, fetch_s=round(page.elapsed, 3))

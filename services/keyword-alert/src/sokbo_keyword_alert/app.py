@@ -27,9 +27,11 @@ from sokbo.matching import RuleMatch, RuleSet
 from sokbo.messages import ArticleParsed, alert_id_for
 from sokbo.observability import (
     ALERTS_RAISED,
+    MATCH_DURATION,
     NEAR_DUPLICATE_DISTANCE,
     NEAR_DUPLICATES_SUPPRESSED,
     RULES_LOADED,
+    STAGE_LATENCY,
 )
 from sokbo_keyword_alert.alerts import build_alert
 from sokbo_keyword_alert.stories import DEFAULT_WINDOW, Decision, StoryIndex, fingerprint_for
@@ -85,6 +87,8 @@ def register(ctx: ServiceContext, *, window: float = DEFAULT_WINDOW) -> None:
         await ctx.redis.set(streams.key("alerted", alert.alert_id),
                             alert.raised_at.isoformat(), ex=ALERTED_TTL)
         ALERTS_RAISED.labels(rule_id=alert.rule_id).inc()
+        STAGE_LATENCY.labels(stage="parse_to_match").observe(
+            max(0.0, (alert.raised_at - article.parsed_at).total_seconds()))
         log.info("alert_raised", alert_id=alert.alert_id, rule_id=alert.rule_id,
                  terms=alert.matched_terms, title=article.title, story_id=decision.story_id)
 
@@ -100,12 +104,16 @@ def register(ctx: ServiceContext, *, window: float = DEFAULT_WINDOW) -> None:
                  hamming_distance=decision.distance, story_id=decision.story_id,
                  duplicates=decision.duplicates)
 
+    def timed_evaluate(ruleset: RuleSet, article: ArticleParsed) -> list[RuleMatch]:
+        with MATCH_DURATION.time():
+            return ruleset.evaluate(article.title, article.text)
+
     async def handle(article: ArticleParsed) -> None:
         log = get_logger(article_id=article.article_id, source_id=article.source_id)
         compiled = active
         rules, ruleset = compiled.rules, compiled.ruleset
         # CPU-bound on long articles: off the event loop, like the parser
-        matches = await asyncio.to_thread(ruleset.evaluate, article.title, article.text)
+        matches = await asyncio.to_thread(timed_evaluate, ruleset, article)
         fresh = await unraised(article, matches, log)
         if fresh:
             fingerprint = await asyncio.to_thread(fingerprint_for, article)
