@@ -11,6 +11,7 @@ import gzip
 import time
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
@@ -384,3 +385,196 @@ async def test_entity_bombs_and_external_entities_are_refused_not_expanded(redis
     assert "UnsafeXMLError" in statuses["bomb"].last_error
     assert "UnsafeXMLError" in statuses["xxe"].last_error
     assert recorder.pages == []
+
+
+# --- regressions found by review ---------------------------------------------------------------
+
+
+async def test_an_unchanged_sitemap_index_still_has_its_changing_child_read(redis_client) -> None:
+    state = {"paths": ["/news/1"]}
+
+    def answer(path: str, headers: dict[str, str]):
+        if path == "/sitemap.xml":  # static index, honours conditional GET
+            if headers.get("if-none-match") == '"i"':
+                return 304, {}, b""
+            return 200, {"ETag": '"i"'}, (
+                f"<sitemapindex {NS}><sitemap><loc>{base}/news.xml</loc></sitemap>"
+                "</sitemapindex>").encode()
+        if path == "/news.xml":
+            return 200, {}, urlset(*state["paths"], base=base)
+        return article(path)
+
+    server = StubServer(answer)
+    base = server.start()
+    source = Source(id="idx", url=f"{base}/sitemap.xml", kind="sitemap")
+    async with Fetcher.client(5) as http:
+        p = poller(redis_client, Recorder(), http)
+        assert await p.poll(source) == 1
+        state["paths"] = ["/news/1", "/news/2"]
+        assert await p.poll(source) == 1  # the index answered 304; its child changed
+    assert server.hits("/news/2") == 1
+
+
+async def test_a_year_one_lastmod_does_not_break_the_sitemap(redis_client) -> None:
+    def answer(path: str, headers: dict[str, str]):
+        if path == "/sitemap.xml":
+            return 200, {}, (f"<urlset {NS}><url><loc>{base}/old</loc><lastmod>"
+                             "0001-01-01T00:00:00</lastmod></url></urlset>").encode()
+        return article(path)
+
+    server = StubServer(answer)
+    base = server.start()
+    async with Fetcher.client(5) as http:
+        assert await poller(redis_client, Recorder(), http).poll(
+            Source(id="y1", url=f"{base}/sitemap.xml", kind="sitemap")) == 1
+
+
+async def test_a_link_that_failed_and_left_the_feed_is_still_retried(redis_client) -> None:
+    state = {"items": ITEM.format("r1", "/a/r1"), "fail": True}
+
+    def answer(path: str, headers: dict[str, str]):
+        if path == "/rss.xml":
+            return 200, {}, RSS.format(items=state["items"]).encode()
+        if path == "/a/r1" and state["fail"]:
+            return 503, {}, b"busy"
+        return article(path)
+
+    server = StubServer(answer)
+    source = Source(id="rot", url=f"{server.start()}/rss.xml")
+    recorder = Recorder()
+    async with Fetcher.client(5) as http:
+        p = poller(redis_client, recorder, http)
+        assert await p.poll(source) == 0
+        state.update(items=ITEM.format("r2", "/a/r2"), fail=False)  # r1 rotated out
+        assert await p.poll(source) == 2
+    assert sorted(page.url.rsplit("/", 1)[1] for page in recorder.pages) == ["r1", "r2"]
+    assert await redis_client.hlen(streams.key("pending-links", "rot")) == 0
+    assert await redis_client.hlen(streams.key("attempts", "rot")) == 0
+
+
+async def test_a_replayed_dead_letter_is_fetched_even_if_the_feed_is_unchanged(
+        redis_client) -> None:
+    from sokbo import deadletters
+
+    state = {"status": 404}
+
+    def answer(path: str, headers: dict[str, str]):
+        if path == "/rss.xml":
+            if headers.get("if-none-match") == '"f"':
+                return 304, {}, b""
+            return 200, {"ETag": '"f"'}, RSS.format(items=ITEM.format("d1", "/a/d1")).encode()
+        return (state["status"], {}, b"gone") if state["status"] != 200 else article(path)
+
+    server = StubServer(answer)
+    source = Source(id="dl", url=f"{server.start()}/rss.xml")
+
+    async def dead_letter(*args: object) -> None:
+        from datetime import UTC, datetime
+
+        from sokbo.messages import DeadLettered
+        stage, stream, _, body, deliveries, error = args[:6]
+        await deadletters.write(redis_client, DeadLettered(
+            stage=stage, stream=stream, error=error, deliveries=deliveries,
+            original=orjson.loads(body), failed_at=datetime.now(UTC)), maxlen=1000)
+
+    recorder = Recorder()
+    recorder.dead_letter = dead_letter  # type: ignore[method-assign]
+    async with Fetcher.client(5) as http:
+        p = poller(redis_client, recorder, http)
+        assert await p.poll(source) == 0  # 404: dead-lettered
+        [dead] = await deadletters.read(redis_client)
+        state["status"] = 200
+        await deadletters.replay(redis_client, dead, publish=None)  # type: ignore[arg-type]
+        assert await p.poll(source) == 1  # the feed answered 304, the link came back
+    assert [page.url.rsplit("/", 1)[1] for page in recorder.pages] == ["d1"]
+
+
+async def test_robots_txt_that_cannot_be_read_leaves_links_for_later(redis_client) -> None:
+    from sokbo_crawler.fetch import user_agent
+    from sokbo_crawler.robots import RobotsCache, http_fetch
+
+    state = {"robots": 503}
+
+    def answer(path: str, headers: dict[str, str]):
+        if path == "/robots.txt":
+            return state["robots"], {}, b"User-agent: *\nAllow: /\n"
+        if path == "/rss.xml":
+            return 200, {}, RSS.format(items=ITEM.format("k1", "/a/k1")).encode()
+        return article(path)
+
+    feed = StubServer(answer)
+    source = Source(id="rob", url=f"{feed.start()}/rss.xml")
+    robots_site = StubServer(answer)
+    other = robots_site.start()
+    body = RSS.format(items=ITEM.format("k2", f"{other}/a/k2")).encode()
+    feed.answer = lambda path, headers: ((200, {}, body) if path == "/rss.xml" else
+                                         (200, {}, b"User-agent: *\nAllow: /\n")
+                                         if path == "/robots.txt" else article(path))
+    recorder = Recorder()
+    async with Fetcher.client(5) as http:
+        robots = RobotsCache(redis_client, http_fetch(http), user_agent(), ttl=60,
+                             retry_after_error=0.5)
+        p = Poller(redis_client, Fetcher(http, max_body_bytes=1 << 20, per_host_delay=0),
+                   recorder.publish, recorder.dead_letter, CrawlerSettings(), robots=robots)
+        assert await p.poll(source) == 0  # the article's site: robots.txt 503
+        assert await redis_client.zscore(streams.key("seen", "rob"), f"{other}/a/k2") is None
+        state["robots"] = 200
+        await asyncio.sleep(0.6)
+        assert await p.poll(source) == 1
+    assert robots_site.hits("/a/k2") == 1 and recorder.dead == []
+
+
+async def test_a_moved_feed_follows_only_the_permanent_hop(redis_client) -> None:
+    body = RSS.format(items=ITEM.format("p1", "/a/p1")).encode()
+
+    def answer(path: str, headers: dict[str, str]):
+        if path == "/old.xml":
+            return 301, {"Location": "/new.xml"}, b""
+        if path == "/new.xml":
+            return 302, {"Location": "/maintenance.xml"}, b""
+        if path == "/maintenance.xml":
+            return 200, {}, body
+        return article(path)
+
+    server = StubServer(answer)
+    source = Source(id="hop", url=f"{server.start()}/old.xml")
+    async with Fetcher.client(5) as http:
+        p = poller(redis_client, Recorder(), http)
+        await p.poll(source)
+        await p.poll(source)
+    assert server.hits("/old.xml") == 1 and server.hits("/new.xml") == 2
+
+
+async def test_a_304_to_a_request_without_validators_is_an_error(redis_client) -> None:
+    server = StubServer(lambda path, headers: (304, {}, b""))
+    source = Source(id="cdn", url=f"{server.start()}/rss.xml")
+    async with Fetcher.client(5) as http:
+        with pytest.raises(Exception, match="304 Not Modified to a request without"):
+            await poller(redis_client, Recorder(), http).poll(source)
+
+
+async def test_a_listing_page_whose_pattern_matches_nothing_is_an_error(redis_client) -> None:
+    server = StubServer(lambda path, headers: (
+        200, {}, b"<html><body><a href='/section/2'>2</a></body></html>"))
+    source = Source(id="redesign", url=f"{server.start()}/list.html", kind="page",
+                    link_pattern="articleView")
+    async with Fetcher.client(5) as http:
+        with pytest.raises(Exception, match="no link on the listing page matches"):
+            await poller(redis_client, Recorder(), http).poll(source)
+
+
+async def test_a_lost_schedule_is_rebuilt_and_polling_goes_on(redis_client) -> None:
+    body = RSS.format(items="").encode()
+    server = StubServer(lambda path, headers: (200, {}, body))
+    source = Source(id="kept", url=f"{server.start()}/rss.xml", interval=1)
+    async with Fetcher.client(5) as http:
+        fetcher = Fetcher(http, max_body_bytes=1 << 20, per_host_delay=0)
+        p = Poller(redis_client, fetcher, Recorder().publish, Recorder().dead_letter,
+                   CrawlerSettings(), maintenance_every=0.3)
+        task = asyncio.create_task(p.run([source]))
+        await asyncio.sleep(1.2)
+        await redis_client.delete(SCHEDULE)  # an operator's FLUSHDB, an eviction...
+        before = server.hits("/rss.xml")
+        await asyncio.sleep(2.5)
+        task.cancel()
+    assert server.hits("/rss.xml") > before

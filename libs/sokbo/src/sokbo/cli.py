@@ -281,6 +281,10 @@ def _dead_letter(args: argparse.Namespace) -> int:
         client = aioredis.from_url(settings.redis_url, socket_connect_timeout=3)
         try:
             return await _dead_letter_action(args, client, settings)
+        except aioredis.ResponseError as exc:  # Redis answered: the input was wrong
+            raise ConfigError(f"Redis refused {args.entry_id or 'the request'}: {exc}; an "
+                              "entry id looks like 1732900000000-0 (see `sokbo dead-letter "
+                              "list`)") from None
         except aioredis.RedisError as exc:
             raise StartupError(f"cannot reach Redis at {_redact(settings.redis_url)}: {exc}; "
                                "is Redis up and redis_url (or REDIS_URL) right?") from None

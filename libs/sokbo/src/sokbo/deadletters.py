@@ -9,8 +9,9 @@ an operator looks at and re-drives entries.
 
 Replaying puts the original back where it failed:
 
-* a page the crawler gave up on (``stage: crawler``) is forgotten by its source's
-  seen-set and attempt counter, so the next poll fetches it again;
+* a page the crawler gave up on (``stage: crawler``) goes back into its source's
+  pending links (and out of its seen-set and attempt counter), so the next poll
+  fetches it again whether or not the source's document changed;
 * a message of ``sokbo.pages``, ``sokbo.articles`` or ``sokbo.alerts`` is published to
   its stream again (through FastStream, as the services publish);
 * an alert a channel refused (``channel_id`` set) goes back for that channel only,
@@ -103,6 +104,8 @@ async def replay(redis: aioredis.Redis, letter: DeadLetter, publish: Publish) ->
         source, url = str(original["source_id"]), str(original["url"])
         await redis.zrem(streams.key("seen", source), url)
         await redis.hdel(streams.key("attempts", source), url)
+        await redis.hset(streams.key("pending-links", source), url,
+                         orjson.dumps({"title": None, "published": None}))
         done = f"{url} will be fetched again on the next poll of source {source}"
     elif record.channel_id and record.stream == streams.ALERTS:
         alert = dict(original, channels=[record.channel_id])

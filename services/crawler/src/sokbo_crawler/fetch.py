@@ -215,6 +215,10 @@ class Fetcher:
             reraise=True)
         async for attempt in retrying:
             with attempt:
+                paused = await self._gate.throttled_for(url)
+                if paused > 0:  # never wait out a host's Retry-After inside a fetch
+                    raise RetryableError(f"{url}: its host asked to wait (Retry-After); "
+                                         f"{paused:.0f} s left", retry_after=paused)
                 async with self._gate.slot(url):
                     try:
                         async with asyncio.timeout(self._deadline):
@@ -252,12 +256,15 @@ class Fetcher:
             raise RetryableError(f"{type(exc).__name__} fetching {url}: {exc}") from None
         content_type = response.headers.get("content-type")
         first_hop = response.history[0].status_code if response.history else None
+        # only the permanent hop's own target is the new address (RFC 9110 §15.4.2): a
+        # 301 to a URL that then 302s elsewhere moved to the first target, not the last
+        moved = (response.history[1] if len(response.history) > 1 else response).url
         return FetchResult(url=url, final_url=str(response.url), status=response.status_code,
                            content_type=content_type, charset=response.charset_encoding,
                            body=body, elapsed=time.monotonic() - started,
                            etag=response.headers.get("etag"),
                            last_modified=response.headers.get("last-modified"),
-                           moved_to=str(response.url) if first_hop in (301, 308) else None)
+                           moved_to=str(moved) if first_hop in (301, 308) else None)
 
     async def _read_capped(self, response: httpx.Response, url: str) -> bytes:
         declared = response.headers.get("content-length")

@@ -66,7 +66,7 @@ def parse_listing(body: bytes, *, url: str, link_pattern: str,
         matching links (fragment dropped), each once, in page order.
 
     Raises:
-        ListingError: the body is not HTML.
+        ListingError: the body is not HTML, or no link matches *link_pattern*.
     """
     text = decode_listing(body, http_charset=http_charset, override=encoding)
     if not text.strip():
@@ -86,4 +86,7 @@ def parse_listing(body: bytes, *, url: str, link_pattern: str,
             continue
         if link.startswith(("http://", "https://")) and pattern.search(link):
             found.setdefault(link)
+    if not found:  # a redesign broke the pattern: an error to see, not a quiet success
+        raise ListingError(f"{url}: no link on the listing page matches link_pattern "
+                           f"{link_pattern!r}; check the page and fix the pattern")
     return [FeedEntry(url=link, title=None, published=None) for link in found]

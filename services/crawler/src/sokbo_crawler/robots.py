@@ -259,9 +259,20 @@ class RobotsCache:
             return True
         return (await self._policy(origin)).allows(url, self.token)
 
-    async def check(self, url: str, *, source_id: str) -> bool:
-        """Return :meth:`allowed`; when False, log ``robots_disallowed`` and count it."""
-        if await self.allowed(url):
+    async def check(self, url: str, *, source_id: str) -> bool | None:
+        """Return whether sokbo may fetch *url*: True, False, or None for "not known yet".
+
+        None when robots.txt could not be read (429, 5xx, network error): the caller
+        must try the URL later, not treat it as disallowed.  A False is logged as
+        ``robots_disallowed`` and counted.
+        """
+        origin = origin_of(url)
+        if origin is None:
+            return True
+        policy = await self._policy(origin)
+        if policy.rules is None and policy.transient:
+            return None
+        if policy.allows(url, self.token):
             return True
         ROBOTS_DISALLOWED.labels(source_id=source_id).inc()
         get_logger(source_id=source_id).info("robots_disallowed", url=url)

@@ -40,9 +40,10 @@ class SitemapError(PermanentError):
 
 @dataclass(frozen=True)
 class Sitemap:
-    """A parsed sitemap: child sitemap URLs (an index) and page entries (a urlset)."""
+    """A parsed sitemap: child sitemaps (an index; ``published`` is the child's
+    ``lastmod``) and page entries (a urlset)."""
 
-    children: list[str]
+    children: list[FeedEntry]
     entries: list[FeedEntry]
 
 
@@ -90,7 +91,9 @@ def parse_sitemap(body: bytes, *, url: str, max_bytes: int = 5 * 1024 * 1024) ->
     root = parse_xml(data, what="sitemap", url=url)
     kind = _local(root.tag)
     if kind == "sitemapindex":
-        children = [loc for item in root if _local(item.tag) == "sitemap"
+        children = [FeedEntry(url=loc, title=None,
+                              published=_w3c_datetime(_child_text(item, "lastmod")))
+                    for item in root if _local(item.tag) == "sitemap"
                     if (loc := _absolute(_child_text(item, "loc"), url))]
         return Sitemap(children=children, entries=[])
     if kind != "urlset":
@@ -138,6 +141,6 @@ def _w3c_datetime(value: str | None) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=KST)).astimezone(UTC)
+    except (ValueError, OverflowError):  # e.g. .NET's DateTime.MinValue, 0001-01-01
         return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=KST)).astimezone(UTC)
