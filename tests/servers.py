@@ -157,3 +157,112 @@ class NewsSite:
         if self._process:
             self._process.terminate()
             self._process.wait(5)
+
+
+# --- appended for the notifier's pacing, burst and digest tests ----------------------
+
+
+@dataclass
+class SlackRequest:
+    """One request a RecordingSlackServer received: when, how it was answered, the body."""
+
+    at: float
+    status: int
+    payload: dict
+
+
+@dataclass
+class RecordingSlackServer(SlackServer):
+    """A SlackServer that also keeps every request, answered 200 or not, in ``requests``.
+
+    ``delay`` seconds pass between reading a request and answering it (a slow Slack).
+    """
+
+    requests: list[SlackRequest] = field(default_factory=list)
+    delay: float = 0.0
+
+    def start(self) -> str:
+        outer = self
+        lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                with lock:
+                    at = time.monotonic()
+                    status, headers, answer = (outer.script.pop(0) if outer.script
+                                               else (200, {}, b"ok"))
+                    outer.requests.append(SlackRequest(at, status, body))
+                    if status == 200:
+                        outer.posts.append(SlackPost(at, body))
+                    else:
+                        outer.rejected += 1
+                time.sleep(outer.delay)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self._server.server_address[1]}/services/T0/B0/secret"
+
+
+class _RecordingInbox:
+    """Keeps raw envelopes; leaves *drop* out of the EHLO reply; answers DATA from a script."""
+
+    def __init__(self, drop: tuple[str, ...], replies: list[str], delay: float) -> None:
+        self.drop = drop
+        self.replies = replies
+        self.delay = delay
+        self.envelopes: list = []
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+        session.host_name = hostname
+        return [r for r in responses
+                if not any(r[4:].upper().startswith(ext) for ext in self.drop)]
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802
+        import asyncio
+
+        await asyncio.sleep(self.delay)
+        reply = self.replies.pop(0) if self.replies else "250 OK"
+        if reply.startswith("250"):
+            self.envelopes.append(envelope)
+        return reply
+
+
+class RecordingSmtpServer:
+    """An aiosmtpd server that keeps the raw DATA and MAIL options of what it accepts.
+
+    It never announces SMTPUTF8 (aiosmtpd's default); *drop* removes more extensions
+    from its EHLO reply (e.g. ``("8BITMIME",)``).  *replies* answer the first DATA
+    commands (``"451 4.3.0 busy"``, ``"550 5.7.1 no"``); later ones get ``250 OK``.
+    *delay* seconds pass before each DATA answer.
+    """
+
+    def __init__(self, *, drop: tuple[str, ...] = (), replies: list[str] | None = None,
+                 delay: float = 0.0) -> None:
+        self.inbox = _RecordingInbox(drop, list(replies or []), delay)
+        self.port = free_port()
+        self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+
+    @property
+    def raw(self) -> list[bytes]:
+        """The DATA of each accepted message, as received."""
+        return [envelope.original_content for envelope in self.inbox.envelopes]
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        return [email.message_from_bytes(raw, policy=email.policy.default) for raw in self.raw]
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,6 +16,13 @@ from sokbo_notifier.render import (
     escape_mrkdwn,
     kst,
     slack_payload,
+)
+from sokbo_notifier.render_digest import (
+    DIGEST_LIMIT,
+    email_digest,
+    group_by_rule,
+    period_label,
+    slack_digest_payload,
 )
 
 NOW = datetime(2025, 9, 10, 5, 30, tzinfo=UTC)
@@ -313,3 +320,142 @@ def test_console_line_is_one_line_without_terminal_escapes() -> None:
     line = console_line(make_alert(title="제목\n\x1b[31m빨강", snippets=[snippet]))
     assert "\n" not in line and "\x1b" not in line
     assert "제목 [31m빨강" in line
+
+
+# --- Slack digest ------------------------------------------------------------------------
+
+def numbered(count: int, *, rule_id: str = "openai-korea") -> list[AlertRaised]:
+    return [make_alert(title=f"기사 {n} <속보> A&B", url=f"https://news.example.kr/a/{n}",
+                       ).model_copy(update={"rule_id": rule_id, "alert_id": f"{n:016x}"})
+            for n in range(1, count + 1)]
+
+
+def linked(payload: dict) -> list[str]:
+    return re.findall(r"<(https://news\.example\.kr/a/\d+)\|", "\n".join(texts(payload)))
+
+
+def test_slack_digest_lists_each_alert_once_with_link_outlet_time_and_rule() -> None:
+    alerts = numbered(3) + numbered(2, rule_id="sovereign-ai")
+    payload = slack_digest_payload(alerts)
+    blocks = payload["blocks"]
+    assert blocks[0] == {"type": "section", "text": {"type": "mrkdwn", "text": "*새 알림 5건*"}}
+    assert blocks[1]["elements"][0]["text"] == "openai-korea 3건 · sovereign-ai 2건"
+    assert blocks[2]["text"]["text"] == (
+        "<https://news.example.kr/a/1|기사 1 &lt;속보&gt; A&amp;B>\n"
+        "FETV · 2025-09-10 14:30 KST · rule: openai-korea")
+    assert linked(payload) == [f"https://news.example.kr/a/{n}" for n in (1, 2, 3, 1, 2)]
+    assert len(blocks) == 7
+    assert payload["text"].startswith("새 알림 5건: [openai-korea] 기사 1 &lt;속보&gt; A&amp;B;")
+    assert "[sovereign-ai] 기사 2" in payload["text"]
+
+
+def test_slack_digest_keeps_block_kit_limits_and_says_how_many_follow() -> None:
+    payload = slack_digest_payload(numbered(60), waiting=5)
+    assert len(payload["blocks"]) == 43 <= 50
+    assert len(linked(payload)) == DIGEST_LIMIT == 40
+    assert payload["blocks"][-1]["elements"][0]["text"] == "…이어서 25건 더"
+    assert all(len(text) <= 3000 for text in texts(payload))
+    assert payload["text"].endswith("[openai-korea] 기사 40 &lt;속보&gt; A&amp;B")
+
+
+def test_slack_digest_fallback_text_is_cut_between_items() -> None:
+    alerts = [make_alert(title=f"{n}번 " + "가나다 & " * 60, url=f"https://news.example.kr/a/{n}")
+              for n in range(1, 41)]
+    text = slack_digest_payload(alerts)["text"]
+    assert len(text) <= 3000 and text.endswith("…")
+    assert not re.search(r"&(?!amp;|lt;|gt;)", text)  # no entity cut in half
+
+
+def test_slack_digest_never_pings_from_a_title() -> None:
+    alert = make_alert(title="<!channel> 긴급 <@U0000000>")
+    payload = slack_digest_payload([alert, alert])
+    for text in [payload["text"], *texts(payload)]:
+        assert "<!" not in text and "<@" not in text
+
+
+def test_slack_digest_of_a_huge_url_drops_the_link_not_the_alert() -> None:
+    alert = make_alert(url="https://news.example.kr/" + "x" * 4000)
+    payload = slack_digest_payload([alert, alert])
+    assert all(len(text) <= 3000 for text in texts(payload))
+    assert payload["blocks"][2]["text"]["text"].startswith("오픈AI, 'OpenAI 코리아' 공식 출범\n")
+
+
+def test_slack_digest_needs_alerts() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        slack_digest_payload([])
+
+
+@pytest.mark.parametrize("title", ["A | B 발표", "A > B | C", "끝에 파이프|"])
+def test_slack_title_with_pipe_or_gt_keeps_the_link_whole(title: str) -> None:
+    heading = slack_payload(make_alert(title=title))["blocks"][0]["text"]["text"]
+    assert heading == f"<{URL}|{escape_mrkdwn(title)}>"
+    assert heading.index("|") == len(URL) + 1  # the first "|" is ours: URL, then the label
+    assert heading.count(">") == 1 and heading.endswith(">")
+
+
+# --- e-mail digest -----------------------------------------------------------------------
+
+def build_digest(alerts: list[AlertRaised], sender: str = "속보 <alerts@example.com>"
+                 ) -> email.message.EmailMessage:
+    start = datetime(2025, 9, 10, 5, 0, tzinfo=UTC)
+    return email_digest(alerts, channel_id="pr-mail", sender=sender,
+                        recipients=["pr@example.com"], start=start,
+                        end=start + timedelta(minutes=15), now=NOW)
+
+
+@pytest.mark.parametrize(("start", "end", "label"), [
+    (datetime(2025, 9, 10, 5, 0, tzinfo=UTC), datetime(2025, 9, 10, 5, 15, tzinfo=UTC),
+     "2025-09-10 14:00–14:15 KST"),
+    (datetime(2025, 9, 10, 14, 0, tzinfo=UTC), datetime(2025, 9, 10, 15, 0, tzinfo=UTC),
+     "2025-09-10 23:00–00:00 KST"),
+    (datetime(2025, 9, 9, 15, 0, tzinfo=UTC), datetime(2025, 9, 10, 15, 0, tzinfo=UTC),
+     "2025-09-10 KST"),
+])
+def test_period_label(start: datetime, end: datetime, label: str) -> None:
+    assert period_label(start, end) == label
+
+
+def test_group_by_rule_sorts_rules_and_keeps_the_raised_order() -> None:
+    first, second, third = (make_alert().model_copy(update={
+        "rule_id": rule, "alert_id": aid, "raised_at": NOW + timedelta(minutes=m)})
+        for rule, aid, m in [("b-rule", "2", 1), ("a-rule", "3", 2), ("b-rule", "1", 0)])
+    assert group_by_rule([first, second, third]) == [("a-rule", [second]),
+                                                      ("b-rule", [third, first])]
+
+
+def test_email_digest_headers_and_grouping() -> None:
+    msg = parse(build_digest(numbered(2) + numbered(1, rule_id="sovereign-ai")).as_bytes())
+    assert msg["subject"] == "[sokbo] 알림 3건 · 2025-09-10 14:00–14:15 KST"
+    assert msg["message-id"] == "<sokbo.digest.pr-mail.202509101400@example.com>"
+    assert msg["date"].datetime == NOW
+    assert msg["auto-submitted"] == "auto-generated"
+    plain = msg.get_body(("plain",)).get_content()
+    assert plain.index("■ openai-korea (2건)") < plain.index("■ sovereign-ai (1건)")
+    assert plain.count("https://news.example.kr/a/1") == 2  # once per rule
+    assert "'**OpenAI 코리아**'의" in plain
+    rich = msg.get_body(("html",)).get_content()
+    assert rich.count("<li") == 3 and "&lt;속보&gt; A&amp;B" in rich and "<속보>" not in rich
+    assert "<mark><strong>OpenAI 코리아</strong></mark>" in rich
+
+
+def test_email_digest_is_seven_bit_with_the_sender_name_encoded_apart() -> None:
+    raw = build_digest(numbered(2), sender='"김, 속보" <alerts@example.com>').as_bytes()
+    assert raw.isascii()
+    headers = raw.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    assert re.search(r"(?m)^From: =\?utf-8\?[bq]\?[^?]+\?= <alerts@example\.com>\r?$", headers)
+    assert all(len(line) <= 78 for line in headers.split("\r\n"))
+    sender = parse(raw)["from"].addresses[0]
+    assert (sender.display_name, sender.addr_spec) == ("김, 속보", "alerts@example.com")
+
+
+def test_email_digest_cuts_long_snippets() -> None:
+    long = Snippet(field="text", text=(SENTENCE + " ") * 20, highlights=[HIT])
+    plain = parse(build_digest([make_alert(snippets=[long])]).as_bytes()).get_body(
+        ("plain",)).get_content()
+    [quoted] = [line for line in plain.splitlines() if line.startswith("  > ")]
+    assert len(quoted) <= 4 + 300 + 4 + 1 and quoted.endswith("선언했다.…")
+
+
+def test_email_digest_needs_alerts() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        build_digest([])

@@ -12,9 +12,11 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from structlog.testing import capture_logs
 
-from sokbo.errors import PermanentError, RetryableError
+from sokbo.config import SlackChannel, load_settings
+from sokbo.errors import ConfigError, PermanentError, RetryableError
 from sokbo_notifier.slack import deliver_slack, post_webhook, redact_url, retry_after_seconds
 
 SECRET_PATH = "/services/T0000000/B0000000/XXXXsecretXXXX"
@@ -167,6 +169,11 @@ async def test_5xx_is_retryable_and_says_a_duplicate_is_possible(slack, client, 
     (404, ""),
     (400, "something_new"),
     (401, "unauthorized"),
+    (400, "too_many_attachments"),
+    (400, "invalid_blocks"),
+    (400, "missing_text_or_fallback_or_attachments"),
+    (500, "invalid_token"),  # a documented refusal wrapped in a 5xx is still permanent
+    (500, "no_service"),
 ])
 async def test_documented_errors_are_permanent(slack, client, status, body) -> None:
     double = await slack(Reply(status, body))
@@ -300,3 +307,53 @@ async def test_deliver_connection_refused_is_retried_then_raised(client) -> None
 async def test_deliver_rejects_zero_attempts(client) -> None:
     with pytest.raises(ValueError, match="attempts"):
         await deliver_slack(client, "http://127.0.0.1:9/x", PAYLOAD, attempts=0)
+
+
+# --- SlackChannel settings -------------------------------------------------------------
+
+def slack_channel(**options: object) -> SlackChannel:
+    return SlackChannel.model_validate({"id": "pr-slack", "kind": "slack",
+                                        "webhook_url": "https://hooks.slack.com/x", **options})
+
+
+def test_slack_channel_defaults() -> None:
+    channel = slack_channel()
+    assert (channel.max_per_second, channel.burst) == (1.0, 5)
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    ({"max_per_second": 2}, (2.0, 5)),
+    ({"max_per_second": 0.5, "burst": 0}, (0.5, 0)),
+    ({"burst": 20}, (1.0, 20)),
+])
+def test_slack_channel_pacing_options(options: dict, expected: tuple[float, int]) -> None:
+    channel = slack_channel(**options)
+    assert (channel.max_per_second, channel.burst) == expected
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"max_per_second": 0}, "max_per_second 0 must be a number of messages per second above 0"),
+    ({"max_per_second": -1}, "Slack allows about 1 per webhook"),
+    ({"max_per_second": 500}, "at most 100"),
+    ({"max_per_second": True}, "max_per_second True"),
+    ({"max_per_second": "fast"}, "max_per_second 'fast'"),
+    ({"burst": -1}, "burst -1 must be a whole number from 0 to 1000"),
+    ({"burst": 2.5}, "burst 2.5 must be a whole number"),
+    ({"burst": "5"}, "sent as one digest"),
+])
+def test_slack_channel_pacing_options_are_validated(options: dict, message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        slack_channel(**options)
+    assert message in str(caught.value)
+
+
+def test_a_bad_slack_option_names_the_file_key_and_fix(tmp_path) -> None:
+    config = tmp_path / "sokbo.yaml"
+    config.write_text("channels:\n  - {id: pr-slack, kind: slack, webhook_url: "
+                      "'https://hooks.slack.com/x', max_per_second: 0}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert str(caught.value) == (
+        f"{config}: channels[0].max_per_second: max_per_second 0 must be a number of "
+        "messages per second above 0 and at most 100; Slack allows about 1 per webhook "
+        "(write e.g. 1, or 0.5 for one every two seconds)")

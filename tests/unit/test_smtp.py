@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope
+from pydantic import ValidationError
 
 from sokbo.config import EmailChannel
 from sokbo.errors import PermanentError, RetryableError
 from sokbo.messages import AlertRaised, ArticleSummary, Snippet
 from sokbo_notifier.render import email_message
-from sokbo_notifier.smtp import send_email
+from sokbo_notifier.smtp import deliver_email, send_email
 
 NOW = datetime(2025, 9, 10, 5, 30, tzinfo=UTC)
 TITLE = "[알림] OpenAI 코리아 관련 기사 3건"
@@ -228,3 +229,91 @@ async def test_silent_server_times_out_as_retryable() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+# --- retries (deliver_email) -------------------------------------------------------------
+
+class Sleeps(list):
+    """An injected sleep that records the delays instead of waiting."""
+
+    async def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+class Scripted(Mailbox):
+    """Answers DATA with *replies* in order, then 250."""
+
+    def __init__(self, *replies: str) -> None:
+        super().__init__()
+        self.replies = list(replies)
+        self.attempts = 0
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.attempts += 1
+        reply = self.replies.pop(0) if self.replies else "250 OK"
+        if reply.startswith("250"):
+            self.envelopes.append(envelope)
+        return reply
+
+
+async def test_deliver_email_retries_4xx_with_growing_backoff(smtpd) -> None:
+    mailbox, port = smtpd(Scripted("451 4.3.0 Try again later", "421 4.3.2 Busy"))
+    channel = make_channel(port)
+    sleeps = Sleeps()
+    used = await deliver_email(channel, make_message(channel), attempts=3, base_delay=2.0,
+                               sleep=sleeps)
+    assert used == 3 and mailbox.attempts == 3 and len(mailbox.envelopes) == 1
+    assert 1.0 <= sleeps[0] <= 2.0 and 2.0 <= sleeps[1] <= 4.0  # equal jitter, doubling
+
+
+async def test_deliver_email_gives_up_after_attempts_with_a_retryable_error(smtpd) -> None:
+    mailbox, port = smtpd(Scripted(*["451 4.3.0 Try again later"] * 5))
+    channel = make_channel(port)
+    sleeps = Sleeps()
+    with pytest.raises(RetryableError, match="451"):
+        await deliver_email(channel, make_message(channel), attempts=2, sleep=sleeps)
+    assert mailbox.attempts == 2 and len(sleeps) == 1 and mailbox.envelopes == []
+
+
+async def test_deliver_email_does_not_retry_a_5xx(smtpd) -> None:
+    mailbox, port = smtpd(Scripted("554 5.6.0 Invalid characters"))
+    channel = make_channel(port)
+    sleeps = Sleeps()
+    with pytest.raises(PermanentError, match="554"):
+        await deliver_email(channel, make_message(channel), sleep=sleeps)
+    assert mailbox.attempts == 1 and sleeps == []
+
+
+async def test_deliver_email_rejects_zero_attempts() -> None:
+    channel = make_channel(25)
+    with pytest.raises(ValueError, match="attempts"):
+        await deliver_email(channel, make_message(channel), attempts=0)
+
+
+async def test_b30_sender_name_and_subject_on_the_wire_without_smtputf8(smtpd) -> None:
+    mailbox, port = smtpd(Mailbox(drop_extensions=("SMTPUTF8", "8BITMIME")),
+                          enable_SMTPUTF8=False)
+    channel = make_channel(port)
+    await send_email(channel, make_message(channel))
+    [envelope] = mailbox.envelopes
+    raw = envelope.original_content
+    assert raw.isascii()
+    assert re.search(rb"(?m)^From: =\?utf-8\?[bq]\?[^?]+\?= <alerts@example\.com>\r?$", raw)
+    sender = received(mailbox)["from"].addresses[0]
+    assert (sender.display_name, sender.addr_spec) == ("속보", "alerts@example.com")
+    assert received(mailbox)["subject"] == f"[sokbo] openai-korea: {TITLE}"
+
+
+# --- EmailChannel.digest -----------------------------------------------------------------
+
+@pytest.mark.parametrize("period", ["15m", "1h", "1d", None])
+def test_email_channel_digest_periods(period: str | None) -> None:
+    assert make_channel(25, digest=period).digest == period
+
+
+@pytest.mark.parametrize("period", ["30m", "daily", "2h", 15, ""])
+def test_email_channel_digest_names_the_fix(period: object) -> None:
+    with pytest.raises(ValidationError) as caught:
+        make_channel(25, digest=period)
+    assert (f"digest {period!r} is not a digest period: write 15m, 1h or 1d, or leave digest "
+            "out to send one e-mail per alert") in str(caught.value)

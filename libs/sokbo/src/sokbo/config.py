@@ -102,7 +102,22 @@ class _Strict(BaseModel):
 
 
 class StreamSettings(_Strict):
-    """Stream caps: ``MAXLEN ~`` applied on every publish."""
+    """Stream caps: every service trims each stream to about ``maxlen`` entries.
+
+    Trimming is ``XTRIM MAXLEN ~ maxlen`` every few seconds (:mod:`sokbo.groups`), never
+    a delete on ack, so a group an operator adds is not starved (B25).  The default
+    is sized so a consumer group that is down for a day loses nothing at 50,000
+    articles a day: ``sokbo.articles`` gets one entry per article and ``sokbo.alerts``
+    one per (article, rule) match, so 100,000 entries are two days of articles at
+    that rate (and of alerts while fewer than two rules match an article on average);
+    ``sokbo.pages`` holds only pages not parsed yet (each is deleted once parsed).  A
+    group whose lag (entries not yet read) passes 80 % of the cap is logged as
+    ``consumer_group_lag_near_cap``; past the cap, trimming removes entries it has not
+    read.  Memory for a day's backlog: an article entry is about 5–10 KB, a page entry
+    the raw HTML in base64, about 100–300 KB for Korean news pages, so a parser down
+    for a day at 50,000 pages holds about 5–15 GB of ``sokbo.pages``: size Redis (and
+    ``maxmemory``) for the longest outage to be survived.
+    """
 
     maxlen: int = Field(100_000, ge=1_000)
 
@@ -124,10 +139,21 @@ class CrawlerSettings(_Strict):
 
 
 class DeliverySettings(_Strict):
-    """Consumer-group recovery: claim after ``claim_idle`` s, give up after ``max_deliveries``."""
+    """Consumer-group recovery (see :mod:`sokbo.context` and :mod:`sokbo.groups`).
+
+    ``claim_idle``: an entry pending this long on a consumer that stopped working on
+    it (a dead replica; live ones keep their entries fresh) is claimed by another.
+    ``max_deliveries``: after this many deliveries an entry is dead-lettered.
+    ``consumer_expiry``: a consumer with no pending entries that has not read for
+    this long is removed from its group (one with pending entries never is).
+    ``shutdown_grace``: on SIGTERM, how long in-flight entries may take to finish
+    before they are abandoned (left pending for another replica).
+    """
 
     claim_idle: Seconds = 60.0
     max_deliveries: int = Field(5, ge=1)
+    consumer_expiry: Seconds = 3600.0
+    shutdown_grace: Seconds = 10.0
 
 
 class Source(_Strict):
@@ -226,15 +252,50 @@ class Rule(_Strict):
 
 
 class SlackChannel(_Strict):
-    """A Slack incoming webhook."""
+    """A Slack incoming webhook.
+
+    ``max_per_second``: messages per second to the webhook, counted across every
+    notifier replica (Slack allows about one; more earns HTTP 429 and, sustained, a
+    disabled webhook).  ``burst``: how many alerts may wait behind the next message
+    before all those waiting are sent together as one digest message.
+    """
 
     id: Identifier
     kind: Literal["slack"]
     webhook_url: Annotated[str, Field(pattern=_HTTP_URL)]
+    max_per_second: float = 1.0
+    burst: int = 5
+
+    @field_validator("max_per_second", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> float:
+        try:
+            rate = float(value)
+        except (TypeError, ValueError):
+            rate = float("nan")
+        if isinstance(value, bool) or not 0 < rate <= 100:
+            raise ValueError(f"max_per_second {value!r} must be a number of messages per second "
+                             "above 0 and at most 100; Slack allows about 1 per webhook "
+                             "(write e.g. 1, or 0.5 for one every two seconds)")
+        return rate
+
+    @field_validator("burst", mode="before")
+    @classmethod
+    def _burst(cls, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1000:
+            raise ValueError(f"burst {value!r} must be a whole number from 0 to 1000: how many "
+                             "alerts may wait behind the next message before they are sent "
+                             "as one digest (default 5)")
+        return value
 
 
 class EmailChannel(_Strict):
-    """An SMTP mailbox (aiosmtplib): STARTTLS or implicit TLS, optional login."""
+    """An SMTP mailbox (aiosmtplib): STARTTLS or implicit TLS, optional login.
+
+    ``digest``: ``15m``, ``1h`` or ``1d`` to send one e-mail per period (at :00, :15,
+    :30 and :45; on the hour; at 00:00 KST) listing the period's alerts by rule;
+    absent, one e-mail per alert as soon as it is raised.
+    """
 
     id: Identifier
     kind: Literal["email"]
@@ -247,6 +308,15 @@ class EmailChannel(_Strict):
     from_: Annotated[str, Field(pattern=_ADDRESS)] = Field(alias="from")
     to: list[Annotated[str, Field(pattern=_ADDRESS)]] = Field(min_length=1)
     timeout: Seconds = 30.0
+    digest: Literal["15m", "1h", "1d"] | None = None
+
+    @field_validator("digest", mode="before")
+    @classmethod
+    def _digest_period(cls, value: Any) -> Any:
+        if value is None or value in ("15m", "1h", "1d"):
+            return value
+        raise ValueError(f"digest {value!r} is not a digest period: write 15m, 1h or 1d, "
+                         "or leave digest out to send one e-mail per alert")
 
     @model_validator(mode="after")
     def _one_tls_mode(self) -> EmailChannel:

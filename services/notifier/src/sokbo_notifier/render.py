@@ -28,7 +28,15 @@ from urllib.parse import urlsplit
 
 from sokbo.messages import AlertRaised, Snippet
 
-__all__ = ["console_line", "email_message", "escape_mrkdwn", "kst", "slack_payload"]
+__all__ = [
+    "console_line",
+    "email_message",
+    "escape_mrkdwn",
+    "kst",
+    "slack_link",
+    "slack_meta",
+    "slack_payload",
+]
 
 KST = timezone(timedelta(hours=9), "KST")
 SECTION_LIMIT = 3000  # characters in a section's text
@@ -191,6 +199,28 @@ def _section(text: str) -> dict:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
+def slack_link(alert: AlertRaised, limit: int = SECTION_LIMIT) -> str:
+    """Return the alert's title as a ``<url|title>`` mrkdwn link (B27).
+
+    The label is escaped with :func:`escape_mrkdwn` (so ``|`` and ``>`` in a title
+    cannot end the link early: ``>`` becomes ``&gt;`` and the first ``|`` is ours);
+    the URL is not entity-escaped, only ``|``, ``<``, ``>`` and spaces in it are
+    percent-encoded.  The bare escaped title when the URL is not http(s) or the link
+    would exceed *limit* characters.
+    """
+    title = escape_mrkdwn(_title(alert))
+    url = _http_url(alert.article.url)
+    link = f"<{_slack_url(url)}|{title}>" if url else title
+    return link if _slack_len(link) <= limit else title
+
+
+def slack_meta(alert: AlertRaised) -> str:
+    """Return the context line ``outlet · 2025-09-10 14:30 KST · rule: <id>`` (escaped)."""
+    return " · ".join(
+        [escape_mrkdwn(_outlet(alert)), kst(alert.article.published_at), f"rule: {alert.rule_id}"]
+    )
+
+
 def slack_payload(alert: AlertRaised) -> dict:
     """Build an incoming-webhook body ``{"text": fallback, "blocks": [...]}`` for *alert*.
 
@@ -201,15 +231,9 @@ def slack_payload(alert: AlertRaised) -> dict:
     beyond that are counted in a last context line.
     """
     title = escape_mrkdwn(_title(alert))
-    url = _http_url(alert.article.url)
-    link = f"<{_slack_url(url)}|{title}>" if url else title
-    heading = link if _slack_len(link) <= SECTION_LIMIT else title
-    meta = " · ".join(
-        [escape_mrkdwn(_outlet(alert)), kst(alert.article.published_at), f"rule: {alert.rule_id}"]
-    )
     blocks: list[dict] = [
-        _section(heading),
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": meta}]},
+        _section(slack_link(alert)),
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": slack_meta(alert)}]},
     ]
     room = BLOCK_LIMIT - len(blocks)
     shown = alert.snippets if len(alert.snippets) <= room else alert.snippets[: room - 1]

@@ -9,7 +9,6 @@ error messages and logs show only its scheme and host.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -19,15 +18,24 @@ import httpx
 
 from sokbo.errors import PermanentError, RetryableError
 from sokbo.logs import get_logger
+from sokbo_notifier.backoff import backoff_delay
 
-__all__ = ["PERMANENT_BODIES", "deliver_slack", "post_webhook", "redact_url"]
+__all__ = ["PERMANENT_BODIES", "deliver_slack", "post_webhook", "redact_url",
+           "retry_after_seconds"]
 
 
-#: Error bodies of Slack's incoming webhooks that no retry can fix.
+#: Error bodies of Slack's incoming webhooks that no retry can fix: the "Handling
+#: errors" table of "Sending messages using incoming webhooks" and the 2016 changelog
+#: "Improving error conditions for Incoming Webhooks", plus the Block Kit and
+#: authentication errors the same endpoint returns (``rollup_error`` is a 500 that
+#: may be retried, so it is not here).
 PERMANENT_BODIES = frozenset({
     "invalid_payload", "user_not_found", "channel_not_found", "channel_is_archived",
-    "action_prohibited", "posting_to_general_channel_denied", "no_service",
-    "no_service_id", "no_team", "team_disabled", "invalid_token", "no_text",
+    "action_prohibited", "posting_to_general_channel_denied", "too_many_attachments",
+    "no_service", "no_service_id", "no_team", "team_disabled", "invalid_token", "no_text",
+    "missing_text_or_fallback_or_attachments", "invalid_blocks", "invalid_blocks_format",
+    "invalid_auth", "token_revoked", "account_inactive", "ekm_access_denied",
+    "is_archived", "restricted_action",
 })
 DEFAULT_RETRY_AFTER = 1.0  # seconds, when a 429 carries no usable Retry-After
 _DUPLICATE = " (the message may have been posted: a retry can duplicate it)"
@@ -97,14 +105,6 @@ async def post_webhook(client: httpx.AsyncClient, url: str, payload: dict) -> No
     if status >= 500 and body not in PERMANENT_BODIES:
         raise RetryableError(said + _DUPLICATE)
     raise PermanentError(said)
-
-
-def backoff_delay(attempt: int, base_delay: float, max_delay: float) -> float:
-    """Return a full-jitter delay for retry *attempt* (1-based): U(0, min(cap, base·2^(n-1))).
-
-    See "Exponential Backoff And Jitter" (AWS Architecture Blog, 2015).
-    """
-    return random.uniform(0.0, min(max_delay, base_delay * 2 ** (attempt - 1)))
 
 
 async def deliver_slack(

@@ -7,6 +7,8 @@ failures and timeouts are transient.  Messages name ``host:port``, never the pas
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 
 import aiosmtplib
@@ -14,8 +16,9 @@ import aiosmtplib
 from sokbo.config import EmailChannel
 from sokbo.errors import PermanentError, RetryableError
 from sokbo.logs import get_logger
+from sokbo_notifier.backoff import equal_jitter_delay
 
-__all__ = ["send_email"]
+__all__ = ["deliver_email", "send_email"]
 
 
 def _classify(where: str, code: int, text: str) -> RetryableError | PermanentError:
@@ -75,3 +78,44 @@ async def send_email(channel: EmailChannel, message: EmailMessage) -> None:
         get_logger(component="smtp").warning(
             "smtp_recipients_refused", server=where,
             refused={rcpt: f"{r.code} {r.message}" for rcpt, r in refused.items()})
+
+
+async def deliver_email(
+    channel: EmailChannel,
+    message: EmailMessage,
+    *,
+    attempts: int = 3,
+    base_delay: float = 2.0,
+    max_delay: float = 30.0,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+) -> int:
+    """Send *message* with :func:`send_email`, retrying transient failures.
+
+    A 4yz reply, a refused or dropped connection or a timeout is retried after an
+    equal-jitter exponential backoff (*base_delay* · 2ⁿ seconds, capped at
+    *max_delay*); a 5yz reply is not (RFC 5321 §4.2.1).
+
+    Returns:
+        the number of attempts used (1 when the first one succeeded).
+
+    Raises:
+        RetryableError: the last one, after *attempts* tries; the caller keeps the work
+            and tries again later.
+        PermanentError: at once, never retried.
+        ValueError: *attempts* < 1.
+    """
+    if attempts < 1:
+        raise ValueError(f"attempts must be at least 1, not {attempts}")
+    for attempt in range(1, attempts + 1):
+        try:
+            await send_email(channel, message)
+        except RetryableError as exc:
+            if attempt >= attempts:
+                raise
+            delay = equal_jitter_delay(attempt, base_delay, max_delay)
+            get_logger(component="smtp", channel_id=channel.id).warning(
+                "smtp_retry", attempt=attempt, delay_s=round(delay, 3), error=str(exc))
+            await sleep(delay)
+        else:
+            return attempt
+    raise AssertionError("unreachable")  # pragma: no cover
