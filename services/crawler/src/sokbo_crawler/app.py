@@ -50,8 +50,10 @@ def register(ctx: ServiceContext) -> None:
                             lambda page: ctx.publish(page, streams.PAGES),
                             ctx.dead_letter, settings,
                             max_attempts=ctx.settings.delivery.max_deliveries,
-                            robots=robots, throttles=gate)
-            scheduler = Scheduler(ctx.redis)
+                            robots=robots, throttles=gate,
+                            claim_ttl=max(ctx.settings.delivery.claim_idle,
+                                          2 * settings.timeout + 5))
+            scheduler = Scheduler(ctx.redis, lease=max(ctx.settings.delivery.claim_idle, 3.0))
             state.update(poller=poller, scheduler=scheduler)
             await poller.run(ctx.settings.sources, scheduler)
 

@@ -69,7 +69,9 @@ from sokbo_crawler.sitemaps import parse_sitemap
 __all__ = ["SEEN_TTL", "Poller"]
 
 SEEN_TTL = 30 * 86400.0
-CLAIM_TTL = 120
+#: seconds a replica's claim on one link lasts (the crawler passes delivery.claim_idle,
+#: but at least the longest a fetch may take: a killed replica's links come back then)
+CLAIM_TTL = 120.0
 #: child sitemaps read per poll of a sitemap index (news indexes list a few; archives
 #: list thousands, most of them old and unchanged)
 MAX_CHILD_SITEMAPS = 50
@@ -100,7 +102,8 @@ class Poller:
                  publish: Callable[[PageFetched], Awaitable[object]],
                  dead_letter: Callable[..., Awaitable[object]], settings: CrawlerSettings, *,
                  max_attempts: int = 5, robots: Robots | None = None,
-                 throttles: Throttles | None = None, maintenance_every: float = 30.0) -> None:
+                 throttles: Throttles | None = None, maintenance_every: float = 30.0,
+                 claim_ttl: float = CLAIM_TTL) -> None:
         self._redis = redis
         self._max_attempts = max_attempts
         self._fetcher = fetcher
@@ -110,6 +113,7 @@ class Poller:
         self._robots = robots
         self._throttles = throttles
         self._maintenance_every = maintenance_every
+        self._claim_ttl = claim_ttl
         self._sources: dict[str, Source] = {}
         self._feed_titles: dict[str, str | None] = {}
 
@@ -203,7 +207,7 @@ class Poller:
 
     async def _keep_lease(self, source: Source, scheduler: Scheduler) -> None:
         while True:
-            await asyncio.sleep(60)
+            await asyncio.sleep(scheduler.lease / 3)
             with contextlib.suppress(Exception):
                 await scheduler.extend(source.id)
 
@@ -443,7 +447,7 @@ class Poller:
                     deferred[entry.url] = _entry_to_json(entry)
                     continue
             claim = streams.key("fetching", source.id, entry.url)
-            if not await self._redis.set(claim, "1", nx=True, ex=CLAIM_TTL):
+            if not await self._redis.set(claim, "1", nx=True, px=int(self._claim_ttl * 1000)):
                 deferred[entry.url] = _entry_to_json(entry)  # another replica has it now
                 continue
             attempted += 1

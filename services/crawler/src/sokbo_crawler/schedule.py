@@ -64,7 +64,10 @@ class SourceStatus:
 class Scheduler:
     """The shared poll schedule (see the module docstring)."""
 
-    def __init__(self, redis: aioredis.Redis, *, lease: float = 300.0) -> None:
+    def __init__(self, redis: aioredis.Redis, *, lease: float = 60.0) -> None:
+        """*lease*: seconds a claimed source stays with its replica without renewal (the
+        crawler passes ``delivery.claim_idle``: a dead replica's sources come back as
+        fast as its stream entries do); :meth:`extend` renews it every third of that."""
         self._redis = redis
         self._lease = lease
         self._claim = redis.register_script(_CLAIM)
@@ -88,6 +91,11 @@ class Scheduler:
         now = time.time()
         found = await self._claim(keys=[SCHEDULE], args=[now, now + self._lease])
         return found.decode() if isinstance(found, bytes) else found
+
+    @property
+    def lease(self) -> float:
+        """Seconds a claim lasts without renewal."""
+        return self._lease
 
     async def extend(self, source_id: str) -> None:
         """Push the lease of a source still being polled (long polls) another lease."""
