@@ -25,3 +25,4 @@ clean:
 bench:  ## benchmarks: figures printed and written to BENCHMARKS.md
 	scripts/bootstrap.sh && .venv/bin/python bench/matching.py --out BENCHMARKS.md
 	.venv/bin/python bench/extraction.py --out BENCHMARKS.md
+	.venv/bin/python bench/pipeline.py --out BENCHMARKS.md

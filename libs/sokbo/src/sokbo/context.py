@@ -3,15 +3,31 @@
 Delivery semantics (DESIGN.md): each stream is read through a consumer group named
 after the consuming service; entries are acked explicitly (``AckPolicy.MANUAL``)
 once their effect is durable, so a handler that raises, or is cancelled by a
-shutdown, leaves its entry pending; a second subscriber in the same group claims entries
-idle longer than ``delivery.claim_idle`` (XAUTOCLAIM); an entry delivered more than
+shutdown, leaves its entry pending; an entry delivered more than
 ``delivery.max_deliveries`` times, or failing with :class:`PermanentError`, goes to
 ``sokbo.dead-letter`` and is acked.
+
+Per stream, a replica runs two FastStream subscribers in the group:
+
+* the reader, ``XREADGROUP … COUNT 1 … >``: one entry at a time, so a shutdown or
+  a crash never strands entries fetched in a batch but not started (B26), and a
+  busy replica does not hoard entries an idle one could take;
+* the claimer (``min_idle_time``), ``XAUTOCLAIM`` of entries idle longer than
+  ``delivery.claim_idle``.  While a handler runs, its entry's idle time is kept
+  fresh (:func:`sokbo.groups.keep_claimed`), so only a dead replica's entries are
+  claimed, not a slow live one's.
+
+A replica restarted under the same consumer name (:func:`sokbo.streams.default_instance`)
+first handles its own pending entries (:meth:`ServiceContext.resume_pending`,
+``XREADGROUP … 0``); one that stops hands its pending entries over
+(:meth:`ServiceContext.hand_back`).  Redis 8.4's ``XREADGROUP … CLAIM`` could replace
+the claimer subscriber; XAUTOCLAIM works on every Redis from 7.0.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,21 +39,35 @@ import structlog
 from faststream import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisStreamMessage
+from faststream.redis.message import DefaultStreamMessage
 from pydantic import ValidationError
 from redis.exceptions import RedisError, ResponseError
 
-from sokbo import deadletters, streams
+from sokbo import deadletters, groups, streams
 from sokbo.config import Settings
 from sokbo.errors import PermanentError
 from sokbo.logs import get_logger
 from sokbo.messages import DeadLettered, Message, encode
-from sokbo.observability import DEAD_LETTERED
+from sokbo.observability import DEAD_LETTERED, PENDING_ENTRIES_RESUMED
 
-__all__ = ["ServiceContext", "ensure_groups"]
+__all__ = ["ServiceContext", "Subscription", "ensure_groups"]
 
 M = TypeVar("M", bound=Message)
 _IDS = ("source_id", "article_id", "alert_id")  # bound to every log event of a handler
 Handler = Callable[[Any], Awaitable[None]]
+#: own pending entries re-read at start, at most (the rest go to the claimer); reads are
+#: one entry at a time, so a replica that died holds one or two
+RESUME_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One stream a replica consumes: its group, and per consumer name the FastStream
+    subscriber reading as that consumer (the reader, then the claimer)."""
+
+    stream: str
+    group: str
+    subscribers: dict[str, Any]
 
 
 @dataclass
@@ -50,6 +80,7 @@ class ServiceContext:
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     cleanup: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
     consumed: list[str] = field(default_factory=list)
+    subscriptions: list[Subscription] = field(default_factory=list)
     instance: str | None = None
     reloaders: list[Callable[[Settings], None]] = field(default_factory=list)
 
@@ -69,34 +100,46 @@ class ServiceContext:
                   *, service: str, delete_done: bool = False) -> None:
         """Consume *stream* in *service*'s group: a reader and a claimer, both calling *handler*.
 
-        *handler* gets the validated *model*; returning acks the entry, raising
+        *handler* gets the validated *model*; returning acks the entry (XACK), raising
         :class:`PermanentError` dead-letters and acks it, raising anything else leaves
         it pending for the claimer (after ``delivery.claim_idle`` seconds), logged once
         as ``entry_left_pending``; acks are explicit (``AckPolicy.MANUAL``), so an entry
         is acked only once its effect is durable, and never when the handler is
-        cancelled by a shutdown.  With
-        *delete_done*, a handled entry is also deleted (XDEL): for ``sokbo.pages``,
-        whose raw bodies are large and useless once parsed.
+        cancelled by a shutdown.  While *handler* runs, its entry is kept from being
+        claimed (:func:`sokbo.groups.keep_claimed`).  With *delete_done*, a handled
+        entry is also deleted (XDEL): for ``sokbo.pages``, whose raw bodies are large
+        and useless once parsed.  Consumers are ``service@instance`` (reader) and
+        ``service@instance/claimer``.
         """
         group = streams.GROUPS[stream]
         consumer = streams.consumer_name(service, self.instance)
         claim_ms = int(self.settings.delivery.claim_idle * 1000)
         self.consumed.append(stream)
-        for sub in (StreamSub(stream, group=group, consumer=consumer, polling_interval=500),
+        subscribers: dict[str, Any] = {}
+        for sub in (StreamSub(stream, group=group, consumer=consumer, polling_interval=500,
+                              max_records=1),
                     StreamSub(stream, group=group, consumer=f"{consumer}/claimer",
                               min_idle_time=claim_ms, polling_interval=1000)):
-            self.broker.subscriber(stream=sub, ack_policy=AckPolicy.MANUAL)(
-                self._wrap(stream, group, model, handler, service, delete_done))
+            subscriber = self.broker.subscriber(stream=sub, ack_policy=AckPolicy.MANUAL)
+            subscriber(self._wrap(stream, group, sub.consumer or consumer, model, handler,
+                                  service, delete_done))
+            subscribers[sub.consumer or consumer] = subscriber
+        self.subscriptions.append(Subscription(stream, group, subscribers))
 
-    def _wrap(self, stream: str, group: str, model: type[M],
+    def _wrap(self, stream: str, group: str, consumer: str, model: type[M],
               handler: Callable[[M], Awaitable[None]], service: str,
               delete_done: bool) -> Handler:
+        every = self.settings.delivery.claim_idle / 3
+
         async def consume(msg: RedisStreamMessage) -> None:
             body = msg.body
             entry_id = msg.raw_message["message_ids"][0].decode()
             with structlog.contextvars.bound_contextvars(service=service, entry_id=entry_id):
                 try:
-                    await self._consume(stream, group, model, handler, service, entry_id, body)
+                    async with groups.keep_claimed(self.redis, stream, group, consumer,
+                                                   entry_id, every=every):
+                        await self._consume(stream, group, model, handler, service, entry_id,
+                                            body)
                 except Exception as exc:  # leave it pending: the claimer retries it
                     await self._left_pending(stream, entry_id, exc)
                     return
@@ -134,6 +177,78 @@ class ServiceContext:
             await handler(message)
         except PermanentError as exc:
             await self.dead_letter(service, stream, entry_id, body, deliveries, str(exc))
+
+    async def take_own_pending(self) -> list[tuple[Subscription, str, str, dict]]:
+        """Re-read what a previous run under this replica's consumer names left pending.
+
+        ``XREADGROUP GROUP group consumer COUNT 10 STREAMS stream 0`` (then from the last
+        id), for each consumer name, up to :data:`RESUME_LIMIT` entries in all (the rest
+        go to the claimer); each read counts as a delivery, so an entry that kills the
+        process every time is dead-lettered after ``delivery.max_deliveries``.  Call it
+        before the broker starts, so only a previous run's entries are found.  An entry
+        deleted while pending is logged, counted and acked here.
+
+        Returns:
+            ``[(subscription, consumer, entry id, fields), …]`` for :meth:`resume_pending`.
+        """
+        found: list[tuple[Subscription, str, str, dict]] = []
+        for sub in self.subscriptions:
+            for consumer in sub.subscribers:
+                after = "0"
+                while len(found) < RESUME_LIMIT:
+                    entries = await groups.own_pending(self.redis, sub.stream, sub.group,
+                                                       consumer, after=after)
+                    if not entries:
+                        break
+                    gone = [entry_id for entry_id, fields in entries if fields is None]
+                    if gone:
+                        groups.lost_while_pending(sub.stream, sub.group, gone)
+                        await self.redis.xack(sub.stream, sub.group, *gone)
+                    found += [(sub, consumer, entry_id, fields) for entry_id, fields in entries
+                              if fields is not None]
+                    after = entries[-1][0]
+        return found
+
+    async def resume_pending(self, entries: list[tuple[Subscription, str, str, dict]]) -> int:
+        """Handle the entries :meth:`take_own_pending` found, oldest first per consumer.
+
+        Each goes to the FastStream subscriber of the consumer that held it, as if just
+        read (same handler, ack, heartbeat and dead-lettering).  Stops when the
+        subscriber stops (shutdown; the rest stay pending).  Returns how many were
+        handled.
+        """
+        handled: Counter[str] = Counter()
+        for sub, consumer, entry_id, fields in entries:
+            subscriber = sub.subscribers[consumer]
+            if not subscriber.running:
+                continue
+            await subscriber.consume_one(DefaultStreamMessage(
+                type="stream", channel=sub.stream, message_ids=[entry_id.encode()],
+                data=fields))
+            handled[sub.stream] += 1
+        for stream, count in handled.items():
+            PENDING_ENTRIES_RESUMED.labels(stream=stream).inc(count)
+            get_logger().info("pending_entries_resumed", stream=stream, count=count)
+        return sum(handled.values())
+
+    async def hand_back(self) -> int:
+        """Make this replica's pending entries claimable by another one now (on shutdown).
+
+        See :func:`sokbo.groups.hand_back`; Redis errors are logged, not raised (the
+        entries are then claimed after ``claim_idle`` as usual).  Returns the count.
+        """
+        count = 0
+        for sub in self.subscriptions:
+            for consumer in sub.subscribers:
+                try:
+                    count += await groups.hand_back(self.redis, sub.stream, sub.group,
+                                                    consumer, self.settings.delivery.claim_idle)
+                except (RedisError, OSError) as exc:
+                    get_logger().warning("hand_back_failed", stream=sub.stream,
+                                         consumer=consumer, error=str(exc))
+        if count:
+            get_logger().info("pending_entries_handed_back", count=count)
+        return count
 
     async def _left_pending(self, stream: str, entry_id: str, exc: Exception) -> None:
         """Log a failure that leaves *entry_id* pending, and keep its reason for the end."""
@@ -174,8 +289,12 @@ class ServiceContext:
 async def ensure_groups(client: aioredis.Redis, stream_names: list[str]) -> None:
     """Create each stream's consumer group at id 0 (MKSTREAM) unless it exists.
 
-    Created at ``0`` rather than ``$`` so entries written before the consumer's first
-    start are not skipped.
+    ``XGROUP CREATE stream group 0 MKSTREAM``; created at ``0`` rather than ``$`` so
+    entries written before the consumer's first start (or, after a flush, before the
+    group was recreated) are not skipped.
+
+    Raises:
+        redis.exceptions.RedisError: anything but BUSYGROUP (the group exists).
     """
     for name in stream_names:
         try:

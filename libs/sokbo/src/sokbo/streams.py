@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 
 __all__ = [
     "ALERTS",
@@ -16,6 +17,7 @@ __all__ = [
     "GROUPS",
     "PAGES",
     "consumer_name",
+    "default_instance",
     "key",
 ]
 
@@ -35,10 +37,27 @@ GROUPS: dict[str, str] = {
 }
 
 
-def consumer_name(service: str, instance: str | None = None) -> str:
-    """Return this process's consumer name in a group: ``service@hostname:pid``.
+def default_instance(environ: Mapping[str, str]) -> str:
+    """Return a name for this replica that survives a restart when the platform gives one.
 
-    *instance* replaces ``hostname:pid`` (tests run several replicas in one process).
+    ``SOKBO_INSTANCE`` if set; else ``HOSTNAME`` when the environment sets it: the pod
+    name on Kubernetes (kept when a container restarts in its pod), the container id
+    on Docker; else ``hostname:pid``, unique on the host but new after every restart.
+    Two live processes must not share a name (they would share their pending
+    entries, and each would hand the other's back on shutdown, so entries get
+    handled twice): where several run on one host with ``HOSTNAME`` exported, set
+    ``SOKBO_INSTANCE`` for each.
+    """
+    return (environ.get("SOKBO_INSTANCE") or environ.get("HOSTNAME")
+            or f"{socket.gethostname()}:{os.getpid()}")
+
+
+def consumer_name(service: str, instance: str | None = None) -> str:
+    """Return this replica's consumer name in a group: ``service@instance``.
+
+    *instance* defaults to ``hostname:pid``; a stable one (see :func:`default_instance`)
+    lets a restarted replica find its own pending entries (XREADGROUP … 0) at once
+    instead of waiting ``delivery.claim_idle`` for the claimer.
     """
     return f"{service}@{instance or f'{socket.gethostname()}:{os.getpid()}'}"
 
