@@ -245,7 +245,10 @@ async def forget_idle_consumers(client: aioredis.Redis, stream: str, group: str,
 
     Checked and deleted in one Lua script (``XINFO CONSUMERS``, ``XGROUP
     DELCONSUMER``), so a consumer that took an entry meanwhile is kept: deleting a
-    consumer drops its pending entries (B23).  Returns the names deleted.
+    consumer drops its pending entries (B23).  Redis 7.0 resets a consumer's idle
+    time only when it is given entries, so a live replica of a quiet stream can be
+    removed too: harmless, it has nothing pending and its next read recreates it
+    (checked: a blocked XREADGROUP still gets its entry).  Returns the names deleted.
     """
     script = client.register_script(_FORGET)
     removed = await script(keys=[stream], args=[group, int(idle * 1000)])

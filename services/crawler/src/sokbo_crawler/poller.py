@@ -169,6 +169,7 @@ class Poller:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis away: wait and try again, never exit
+                _reraise_if_cancelling()
                 get_logger().warning("schedule_unavailable", error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(1.0)
                 continue
@@ -193,6 +194,7 @@ class Poller:
         except asyncio.CancelledError:
             raise  # the lease runs out and another replica polls it
         except Exception as exc:  # one source's failure never stops the others
+            _reraise_if_cancelling()
             SOURCE_POLLS.labels(source_id=source.id, outcome="error").inc()
             wait = exc.retry_after if isinstance(exc, RetryableError) else None
             error = f"{type(exc).__name__}: {exc}"
@@ -566,6 +568,15 @@ def _entry_from_json(url: bytes, raw: bytes) -> FeedEntry:
     published = data.get("published")
     return FeedEntry(url=url.decode(), title=data.get("title"),
                      published=datetime.fromisoformat(published) if published else None)
+
+
+def _reraise_if_cancelling() -> None:
+    """Raise CancelledError if this task is being cancelled: a Redis or HTTP call cut
+    short by the cancellation can surface as ConnectionError or RuntimeError, and a
+    worker that logged it and went on would never stop (SIGTERM would hang)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _host(url: str) -> str | None:

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import httpx
+from redis.exceptions import RedisError
 
 from sokbo import streams
 from sokbo.config import ConsoleChannel, EmailChannel, SlackChannel
@@ -162,13 +163,25 @@ class Notifier:
             await self._give_up(alert, channel.id, channel.kind, str(exc))
             return True
         now = datetime.now(UTC)
-        await self.ctx.redis.set(guard, f"sent:{now.isoformat()}", ex=DELIVERED_TTL)  # first
+        await self._record_sent(guard, f"sent:{now.isoformat()}")  # first
         latency = (now - alert.discovered_at).total_seconds()
         NOTIFICATIONS_SENT.labels(kind=channel.kind, outcome="sent").inc()
         END_TO_END_LATENCY.labels(kind=channel.kind).observe(latency)
         log.info("notification_sent", kind=channel.kind, latency_s=round(latency, 3),
                  title=alert.article.title)
         return True
+
+    async def _record_sent(self, guard: str, state: str, attempts: int = 5) -> None:
+        """Write the delivery mark, retried: the message is out, so it must be recorded
+        (a Redis restart or failover right after the send must not cause a resend)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                await self.ctx.redis.set(guard, state, ex=DELIVERED_TTL)
+                return
+            except (RedisError, OSError):
+                if attempt >= attempts:
+                    raise
+                await asyncio.sleep(min(0.2 * 2 ** attempt, 5.0))
 
 
 def register(ctx: ServiceContext) -> None:
