@@ -38,7 +38,7 @@ from sokbo.context import ServiceContext
 from sokbo.errors import PermanentError, RetryableError
 from sokbo.logs import get_logger
 from sokbo.messages import AlertRaised
-from sokbo.observability import END_TO_END_LATENCY, NOTIFICATIONS_SENT
+from sokbo.observability import END_TO_END_LATENCY, NOTIFICATIONS_SENT, STAGE_LATENCY
 from sokbo_notifier.digest import EmailDigests
 from sokbo_notifier.leases import Lease, shielded
 from sokbo_notifier.outbox import DELIVERED_TTL, SlackOutbox, mark_key
@@ -167,6 +167,8 @@ class Notifier:
         latency = (now - alert.discovered_at).total_seconds()
         NOTIFICATIONS_SENT.labels(kind=channel.kind, outcome="sent").inc()
         END_TO_END_LATENCY.labels(kind=channel.kind).observe(latency)
+        STAGE_LATENCY.labels(stage="match_to_delivery").observe(
+            max(0.0, (now - alert.raised_at).total_seconds()))
         log.info("notification_sent", kind=channel.kind, latency_s=round(latency, 3),
                  title=alert.article.title)
         return True

@@ -54,6 +54,7 @@ from sokbo.observability import (
     NOTIFIER_WAITING,
     SLACK_MESSAGES,
     SLACK_PACING_WAIT,
+    STAGE_LATENCY,
 )
 from sokbo_notifier.backoff import equal_jitter_delay
 from sokbo_notifier.leases import Lease, check_cancelled, shielded
@@ -215,6 +216,8 @@ class SlackSender:
             latency = (now - alert.discovered_at).total_seconds()
             NOTIFICATIONS_SENT.labels(kind="slack", outcome="sent").inc()
             END_TO_END_LATENCY.labels(kind="slack").observe(latency)
+            STAGE_LATENCY.labels(stage="match_to_delivery").observe(
+                max(0.0, (now - alert.raised_at).total_seconds()))
             get_logger(channel_id=channel.id, alert_id=alert.alert_id,
                        rule_id=alert.rule_id).info(
                 "notification_sent", kind="slack", sent_as=kind, latency_s=round(latency, 3),
