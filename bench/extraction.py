@@ -40,7 +40,7 @@ ROUNDS = 5
 LEAD_LINES = 6  # lines allowed above the first sentence: summary bullets, a caption
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from matching import machine  # noqa: E402  (bench/ is not a package)
+from report import write_section  # noqa: E402  (bench/ is not a package)
 
 #: boilerplate markers per page: (what the MANIFEST note calls it, text shown on the page)
 _MK = [("site menu", "전체메뉴"), ("site menu", "매경e신문"),
@@ -250,28 +250,8 @@ def main() -> int:
     if wrong := misses(details):
         print("\nPer page:\n" + wrong)
     if args.out:
-        write_section(args.out, "Extraction", table, notes)
+        write_section(args.out, "Extraction", table, notes, script="extraction.py")
     return 0
-
-
-def write_section(path: Path, title: str, table: str, notes: str) -> None:
-    """Replace (or append) the ``## title`` section of *path* with this run's figures.
-
-    The format of bench/matching.py's sections, naming this script's command.
-    """
-    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    body = (f"## {title}\n\nMachine: {machine()}. Run {stamp} with `make bench` "
-            f"(`python bench/extraction.py --out BENCHMARKS.md`).\n\n{table}\n\n{notes}\n")
-    text = path.read_text(encoding="utf-8") if path.exists() else (
-        "# Benchmarks\n\nFigures written by `make bench`; each section names the machine "
-        "and the command that produced it.\n\n")
-    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: body + "\n", text)
-    else:
-        text = text.rstrip() + "\n\n" + body
-    text = re.sub(r"(?<=\S)\n(?=## )", "\n\n", text)  # a blank line before every section
-    path.write_text(text.rstrip() + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

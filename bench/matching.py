@@ -27,6 +27,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from report import write_section  # noqa: E402  (bench/ is not a package)
+
 CORPUS = ROOT / "tests" / "fixtures" / "corpus" / "html"
 SIZES = (100, 1_000, 10_000)
 SEED = 20251129
@@ -224,16 +227,6 @@ def measure(rounds: int = 30, baseline_rounds: int = 3) -> list[dict]:
     return results
 
 
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               "unknown CPU")
-    import os
-    import platform
-
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
 def render(results: list[dict]) -> str:
     small = results[0]
     lines = [
@@ -283,21 +276,8 @@ def main() -> int:
     print(table)
     print(notes)
     if args.out:
-        write_section(args.out, "Rule matching", table, notes)
+        write_section(args.out, "Rule matching", table, notes, script="matching.py")
     return 0
-
-
-def write_section(path: Path, title: str, table: str, notes: str) -> None:
-    """Replace (or append) the ``## title`` section of *path* with this run's figures."""
-    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    body = (f"## {title}\n\nMachine: {machine()}. Run {stamp} with `make bench` "
-            f"(`python bench/matching.py --out BENCHMARKS.md`).\n\n{table}\n\n{notes}\n")
-    text = path.read_text(encoding="utf-8") if path.exists() else (
-        "# Benchmarks\n\nFigures written by `make bench`; each section names the machine "
-        "and the command that produced it.\n\n")
-    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(body + "\n", text) if pattern.search(text) else text + body + "\n"
-    path.write_text(text.rstrip() + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ _TOKEN = re.compile(r"[가-힣]{2,8}|[A-Za-z][A-Za-z0-9]{2,15}|[一-鿿]{2,6}|[�
 _ALERT = re.compile(r"<(https?://[^|>]+)\|.*?rule: ([a-z0-9-]+)", re.S)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from matching import machine  # noqa: E402  (bench/ is not a package)
+from report import write_section  # noqa: E402  (bench/ is not a package)
 
 # --- the pages ---------------------------------------------------------------------
 
@@ -646,19 +646,6 @@ def report_profiles(workdir: Path, top: int = 12) -> str:
     return out.getvalue()
 
 
-def write_section(path: Path, title: str, table: str, notes: str) -> None:
-    """Replace (or append) the ``## title`` section of *path* (as bench/matching.py does)."""
-    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    body = (f"## {title}\n\nMachine: {machine()}. Run {stamp} with `make bench` "
-            f"(`python bench/pipeline.py --out BENCHMARKS.md`).\n\n{table}\n\n{notes}\n")
-    text = path.read_text(encoding="utf-8") if path.exists() else (
-        "# Benchmarks\n\nFigures written by `make bench`; each section names the machine "
-        "and the command that produced it.\n\n")
-    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(body + "\n", text) if pattern.search(text) else text + body + "\n"
-    path.write_text(text.rstrip() + "\n", encoding="utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="write the table into this Markdown file")
@@ -681,7 +668,7 @@ def main() -> int:
     if result["profiles"]:
         print(result["profiles"])
     if args.out:
-        write_section(args.out, "Pipeline", table, text)
+        write_section(args.out, "Pipeline", table, text, script="pipeline.py")
     return 0
 
 
