@@ -45,18 +45,24 @@ class SlackServer:
     posts: list[SlackPost] = field(default_factory=list)
     rejected: int = 0
 
+    def answer(self, body: dict) -> tuple[int, dict[str, str], bytes]:
+        """Take the next scripted answer for a post of *body* and record it (under a lock)."""
+        status, headers, answer = self.script.pop(0) if self.script else (200, {}, b"ok")
+        if status == 200:
+            self.posts.append(SlackPost(time.monotonic(), body))
+        else:
+            self.rejected += 1
+        return status, headers, answer
+
     def start(self) -> str:
-        outer = self
+        outer, lock = self, threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                status, headers, answer = (outer.script.pop(0) if outer.script
-                                           else (200, {}, b"ok"))
-                if status == 200:
-                    outer.posts.append(SlackPost(time.monotonic(), json.loads(body)))
-                else:
-                    outer.rejected += 1
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                with lock:
+                    status, headers, answer = outer.answer(body)
+                time.sleep(getattr(outer, "delay", 0.0))
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -181,36 +187,10 @@ class RecordingSlackServer(SlackServer):
     requests: list[SlackRequest] = field(default_factory=list)
     delay: float = 0.0
 
-    def start(self) -> str:
-        outer = self
-        lock = threading.Lock()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                with lock:
-                    at = time.monotonic()
-                    status, headers, answer = (outer.script.pop(0) if outer.script
-                                               else (200, {}, b"ok"))
-                    outer.requests.append(SlackRequest(at, status, body))
-                    if status == 200:
-                        outer.posts.append(SlackPost(at, body))
-                    else:
-                        outer.rejected += 1
-                time.sleep(outer.delay)
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return f"http://127.0.0.1:{self._server.server_address[1]}/services/T0/B0/secret"
+    def answer(self, body: dict) -> tuple[int, dict[str, str], bytes]:
+        status, headers, answer = super().answer(body)
+        self.requests.append(SlackRequest(time.monotonic(), status, body))
+        return status, headers, answer
 
 
 class _RecordingInbox:
