@@ -148,3 +148,18 @@ def test_fast_normalisation_agrees_with_the_definition(text: str) -> None:
     numbers = [norm.word_index(i) for i in range(len(key))]
     assert [b - a for a, b in zip(numbers, numbers[1:], strict=False)] == [
         b - a for a, b in zip(words, words[1:], strict=False)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=_ALPHABET, min_size=1, max_size=700), st.data())
+def test_batch_spans_agree_with_span(text: str, data: st.DataObject) -> None:
+    """``spans`` (the reporting hot path) gives exactly one ``span`` per slice."""
+    norm = normalize(text)
+    size = len(norm.key)
+    if not size:
+        return
+    starts = data.draw(st.lists(st.integers(0, size - 1), max_size=40))
+    slices = [(a, data.draw(st.integers(a + 1, min(size, a + 12)))) for a in sorted(starts)]
+    assert norm.spans(slices) == [norm.span(a, b) for a, b in slices]
+    shuffled = list(reversed(slices))  # out of order: the chunk is looked up again
+    assert norm.spans(shuffled) == [norm.span(a, b) for a, b in shuffled]

@@ -19,6 +19,7 @@ from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Literal, NamedTuple
 
 from ahocorasick_rs import AhoCorasick, MatchKind
@@ -36,6 +37,9 @@ _MAX_EXPANSIONS = 64  # spellings one term may take through synonyms
 MAX_HITS = 100
 
 _FIELDS = ("title", "text")
+_NONE: list = []  # an absent key's occurrences; never mutated
+#: ``tuple.__new__(TermHit, fields)``: a named tuple without its generated __new__'s frame
+_new_hit = tuple.__new__
 
 
 class TermHit(NamedTuple):
@@ -100,6 +104,7 @@ class _Rule:
     node: Node
     test: Callable[[_Scan], bool] | None  # the boolean tree as closures; None: always
     parts: tuple[_Part, ...]  # the positive terms and NEAR pairs, for reporting
+    single: _TermPart | None  # the one positive part, when it is a term of one spelling
 
 
 #: one occurrence of a key: field, [a, b) in that field's normalised key, the key
@@ -135,19 +140,19 @@ class _Scan:
             norm, patterns, edges, edged = self.norms[name], self.patterns, self.edges, self.edged
             text, gaps, size = norm.key, norm.gaps, len(norm.key)
             for index, a, b in self.raw[name]:
-                found = patterns[index]
                 if index in edged:
                     left, right = edges[index]
                     if left and a and a not in gaps and is_latin_alnum(text[a - 1]):
                         continue  # a Latin edge inside a longer Latin word
                     if right and b < size and b not in gaps and is_latin_alnum(text[b]):
                         continue
-                occurrence = (name, a, b, found)
-                if found in by_key:
-                    by_key[found].append(occurrence)
+                found = patterns[index]
+                same = by_key.get(found)
+                if same is None:
+                    by_key[found] = [(name, a, b, found)]
                 else:
-                    by_key[found] = [occurrence]
-        return by_key.get(key, [])
+                    same.append((name, a, b, found))
+        return by_key.get(key, _NONE)
 
     def hit(self, occurrence: _Occurrence, term: str, synonym: str | None) -> TermHit:
         """Return the :class:`TermHit` for *occurrence* reported as *term*."""
@@ -196,14 +201,18 @@ class RuleSet:
                 required = {key for term in _positive_terms(node) for key in self._keys[term]}
             for key in required:
                 rules_by_key[key].add(index)
-        self._rules_by_key = {key: tuple(sorted(found)) for key, found in rules_by_key.items()}
-        self._rules = [_Rule(rule_id, node, self._compile(node, top=True),
-                             tuple(self._part(part) for part in _positive_parts(node)))
-                       for rule_id, node in parsed]
+        self._rules_by_key = {key: tuple(sorted(rules_by_key.get(key, ())))
+                              for spellings in self._keys.values() for key in spellings}
+        self._rules = []
+        for rule_id, node in parsed:
+            parts = tuple(self._part(part) for part in _positive_parts(node))
+            single = parts[0] if len(parts) == 1 and isinstance(parts[0], _TermPart) and len(
+                parts[0].keys) == 1 else None
+            self._rules.append(_Rule(rule_id, node, self._compile(node, top=True), parts,
+                                     single))  # type: ignore[arg-type]
         self._patterns = sorted({k for spellings in self._keys.values() for k in spellings})
         self._edges = [(is_latin_alnum(k[0]), is_latin_alnum(k[-1])) for k in self._patterns]
         self._edged_indexes = frozenset(i for i, edges in enumerate(self._edges) if any(edges))
-        self._edged = frozenset(self._patterns[i] for i in self._edged_indexes)
         self._automaton = (AhoCorasick(self._patterns, matchkind=MatchKind.Standard)
                            if self._patterns else None)
 
@@ -220,21 +229,39 @@ class RuleSet:
         """
         norms = {"title": normalize(title), "text": normalize(text)}
         scan = self._find(norms)
-        rules_by_key = self._rules_by_key
-        candidates: set[int] = set()
-        for key in scan.found:
-            candidates.update(rules_by_key.get(key, ()))
+        # every pattern has an entry (empty for keys of negated terms only): all C loops
+        candidates = set(chain.from_iterable(map(self._rules_by_key.__getitem__, scan.found)))
         matches = []
-        rules, parts, report = self._rules, scan.parts, self._report
+        rules, parts, report, term_hits = self._rules, scan.parts, self._report, self._term_hits
         for index in sorted(candidates):
             rule = rules[index]
             if rule.test is None or rule.test(scan):
-                if len(rule.parts) == 1 and rule.parts[0] in parts:  # shared, already built
-                    hits, terms = parts[rule.parts[0]]
-                    matches.append(RuleMatch(rule.rule_id, list(hits), list(terms)))
+                single = rule.single
+                if single is not None:  # the common case: one term, one spelling
+                    hits = parts.get(single)
+                    if hits is None:
+                        hits = parts[single] = term_hits(single, scan)
+                    matches.append(_new_hit(RuleMatch, (rule.rule_id, hits[0][:], hits[1][:])))
                 else:
                     matches.append(report(rule, scan))
         return matches
+
+    @staticmethod
+    def _term_hits(part: _TermPart, scan: _Scan) -> tuple[list[TermHit], list[str]]:
+        """Return the hits of a term of one spelling (document order, at most MAX_HITS).
+
+        The hot path of reporting: occurrences of one key come title first and, within
+        a field, in order and distinct, so they need no sorting or deduplication.
+        """
+        key, text, present, norms = part.keys[0], part.text, scan.present, scan.norms
+        hits: list[TermHit] = []
+        for name in part.fields:
+            if key in present[name]:
+                occurrences = scan.occurrences(key, name)[:MAX_HITS - len(hits)]
+                spans = norms[name].spans([(o[1], o[2]) for o in occurrences])
+                hits += [_new_hit(TermHit, (name, text, start, end, None))
+                         for start, end in spans]
+        return hits, ([text] if hits else [])
 
     def _required(self, node: Node) -> frozenset[str] | None:
         """Return keys of which one must be present for *node* to hold (None: unknown).
@@ -284,7 +311,10 @@ class RuleSet:
             return lambda scan: not scan.present[only].isdisjoint(keys)
         if isinstance(node, Near):  # one pair within reach is enough to hold
             near = self._part(node)
-            return lambda scan: bool(self._near_hits(near, scan, limit=2))  # type: ignore[arg-type]
+            left, right = frozenset(near.left.keys), frozenset(near.right.keys)  # type: ignore[union-attr]
+            return lambda scan: (not scan.found.isdisjoint(left)
+                                 and not scan.found.isdisjoint(right)
+                                 and bool(self._near_hits(near, scan, limit=2)))  # type: ignore[arg-type]
         if isinstance(node, Not):
             inner = self._compile(node.child)
             return lambda scan: not inner(scan)
@@ -310,17 +340,31 @@ class RuleSet:
         Overlapping matches are all reported (every key found wherever it starts).  A
         key with a Latin edge is kept only where an occurrence has word boundaries.
         """
-        patterns, edged = self._patterns, self._edged
+        patterns = self._patterns
         raw: dict[str, list[tuple[int, int, int]]] = {}
         if self._automaton is not None:
             find = self._automaton.find_matches_as_indexes
             raw = {name: find(norms[name].key, overlapping=True) for name in _FIELDS}
-        scan = _Scan(norms, patterns, self._edges, self._edged_indexes, raw)
+        edged_indexes, edges = self._edged_indexes, self._edges
+        scan = _Scan(norms, patterns, edges, edged_indexes, raw)
         for name in _FIELDS:
-            keys = {patterns[index] for index, _, _ in raw.get(name, ())}
-            for key in keys & edged:
-                if not scan.occurrences(key, name):
-                    keys.discard(key)
+            matches = raw.get(name, ())
+            indexes = {index for index, _, _ in matches}
+            if not edged_indexes.isdisjoint(indexes):
+                # a key with a Latin edge counts only where it stands as a word
+                norm = norms[name]
+                text, gaps, size = norm.key, norm.gaps, len(norm.key)
+                unbounded = indexes & edged_indexes
+                for index, a, b in matches:
+                    if index in unbounded:
+                        left, right = edges[index]
+                        if left and a and a not in gaps and is_latin_alnum(text[a - 1]):
+                            continue
+                        if right and b < size and b not in gaps and is_latin_alnum(text[b]):
+                            continue
+                        unbounded.discard(index)
+                indexes -= unbounded
+            keys = {patterns[index] for index in indexes}
             scan.present[name] = keys
             scan.found |= keys
         return scan
@@ -389,15 +433,7 @@ class RuleSet:
         if cached is not None:
             return cached
         if isinstance(part, _TermPart) and len(part.keys) == 1:
-            # one spelling: occurrences come title first, each field in order, all distinct
-            occurrences = self._occurrences(part, scan)[:MAX_HITS]
-            if not occurrences:
-                cached = scan.parts[part] = ([], [])
-                return cached
-            hit = scan.hit
-            cached = ([hit(occurrence, part.text, None) for occurrence in occurrences],
-                      [part.text])
-            scan.parts[part] = cached
+            cached = scan.parts[part] = self._term_hits(part, scan)
             return cached
         if isinstance(part, _NearPart):
             found = self._near_hits(part, scan)
