@@ -231,37 +231,52 @@ class RuleSet:
         scan = self._find(norms)
         # every pattern has an entry (empty for keys of negated terms only): all C loops
         candidates = set(chain.from_iterable(map(self._rules_by_key.__getitem__, scan.found)))
+        rules, parts = self._rules, scan.parts
+        matched = [rule for rule in map(rules.__getitem__, sorted(candidates))
+                   if rule.test is None or rule.test(scan)]
+        self._term_hits([rule.single for rule in matched
+                         if rule.single is not None and rule.single not in parts], scan)
         matches = []
-        rules, parts, report, term_hits = self._rules, scan.parts, self._report, self._term_hits
-        for index in sorted(candidates):
-            rule = rules[index]
-            if rule.test is None or rule.test(scan):
-                single = rule.single
-                if single is not None:  # the common case: one term, one spelling
-                    hits = parts.get(single)
-                    if hits is None:
-                        hits = parts[single] = term_hits(single, scan)
-                    matches.append(_new_hit(RuleMatch, (rule.rule_id, hits[0][:], hits[1][:])))
-                else:
-                    matches.append(report(rule, scan))
+        for rule in matched:
+            if rule.single is not None:  # the common case: one term, one spelling
+                hits, terms = parts[rule.single]
+                matches.append(_new_hit(RuleMatch, (rule.rule_id, hits[:], terms[:])))
+            else:
+                matches.append(self._report(rule, scan))
         return matches
 
     @staticmethod
-    def _term_hits(part: _TermPart, scan: _Scan) -> tuple[list[TermHit], list[str]]:
-        """Return the hits of a term of one spelling (document order, at most MAX_HITS).
+    def _term_hits(terms: list[_TermPart], scan: _Scan) -> None:
+        """Put the hits of *terms*, each a term of one spelling, into ``scan.parts``.
 
-        The hot path of reporting: occurrences of one key come title first and, within
-        a field, in order and distinct, so they need no sorting or deduplication.
+        The hot path of reporting, batched: one offset-map pass per field for all the
+        terms.  Occurrences of one key come in order and distinct within a field, title
+        first, so they need no sorting or deduplication; at most MAX_HITS per term.
         """
-        key, text, present, norms = part.keys[0], part.text, scan.present, scan.norms
-        hits: list[TermHit] = []
-        for name in part.fields:
-            if key in present[name]:
-                occurrences = scan.occurrences(key, name)[:MAX_HITS - len(hits)]
-                spans = norms[name].spans([(o[1], o[2]) for o in occurrences])
-                hits += [_new_hit(TermHit, (name, text, start, end, None))
-                         for start, end in spans]
-        return hits, ([text] if hits else [])
+        if not terms:
+            return
+        built: dict[_TermPart, list[TermHit]] = {term: [] for term in terms}
+        present, occurrences = scan.present, scan.occurrences
+        for name in _FIELDS:
+            here = present[name]
+            slices: list[tuple[int, int]] = []
+            owners: list[tuple[_TermPart, int]] = []
+            for term in terms:
+                key = term.keys[0]
+                if key in here and name in term.fields:
+                    found = occurrences(key, name)[:MAX_HITS - len(built[term])]
+                    slices += [(o[1], o[2]) for o in found]
+                    owners.append((term, len(found)))
+            if not slices:
+                continue
+            spans, at = scan.norms[name].spans(slices), 0
+            for term, count in owners:
+                text = term.text
+                built[term] += [_new_hit(TermHit, (name, text, start, end, None))
+                                for start, end in spans[at:at + count]]
+                at += count
+        for term, hits in built.items():
+            scan.parts[term] = (hits, [term.text] if hits else [])
 
     def _required(self, node: Node) -> frozenset[str] | None:
         """Return keys of which one must be present for *node* to hold (None: unknown).
@@ -433,8 +448,8 @@ class RuleSet:
         if cached is not None:
             return cached
         if isinstance(part, _TermPart) and len(part.keys) == 1:
-            cached = scan.parts[part] = self._term_hits(part, scan)
-            return cached
+            self._term_hits([part], scan)
+            return scan.parts[part]
         if isinstance(part, _NearPart):
             found = self._near_hits(part, scan)
         else:
