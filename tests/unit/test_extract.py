@@ -662,3 +662,17 @@ def test_language_uses_the_declared_lang_only_for_latin_text(lang: str, body: st
                                                             language: str) -> None:
     page = f"<html lang='{lang}'><head><title>t</title></head><body><article>{body}</article>"
     assert extract_article(page + "</body></html>").language == language
+
+
+@pytest.mark.parametrize(("name", "full"), [
+    ("html/naver-seoulshinmun-gopchang-2021-euckr.html", True),  # fast mode finds nothing
+    ("html/mk-seoul-bus-strike-breaking-2025.html", False),
+])
+def test_full_extraction_runs_only_where_the_fast_one_finds_too_little(
+        name: str, full: bool) -> None:
+    from sokbo.observability import EXTRACTION_FULL
+
+    before = EXTRACTION_FULL._value.get()
+    article = _load(CORPUS / name)
+    assert len(article.text) > 500
+    assert EXTRACTION_FULL._value.get() - before == (1 if full else 0)

@@ -126,16 +126,18 @@ def simhash(title: str, text: str) -> int:
     """
     key = key_of(f"{strip_boilerplate(title)}\n{strip_boilerplate(text)}")
     counts = _shingles(key)
-    # all 64 per-bit sums at once: each hash is spread into 64 counters of _LANE bits
-    # (enough for texts under 4 G characters), multiplied by its weight and added
+    # all 64 per-bit sums at once: the hashes (each repeated by its weight) are laid end
+    # to end; per byte position, Counter tallies the byte values (in C), and each value's
+    # 8 bits are spread into 8 counters of _LANE bits, multiplied by its tally and added
     total = sum(counts.values())
+    hashes = b"".join([blake2b(shingle.encode("utf-8"), digest_size=8).digest() * weight
+                       for shingle, weight in counts.items()])
     lanes = 0
-    for shingle, weight in counts.items():
-        digest = blake2b(shingle.encode("utf-8"), digest_size=8).digest()
-        spread = 0
-        for index, byte in enumerate(digest):
-            spread |= _SPREAD[byte] << (8 * _LANE * index)
-        lanes += weight * spread
+    for index in range(8):
+        column = 0
+        for byte, tally in Counter(hashes[index::8]).items():
+            column += tally * _SPREAD[byte]
+        lanes += column << (8 * _LANE * index)
     value = 0
     for bit in range(BITS):
         if 2 * ((lanes >> (_LANE * bit)) & _LANE_MASK) > total:

@@ -167,6 +167,10 @@ STAGE_LATENCY = Histogram(
 EXTRACTION_DURATION = Histogram(
     "sokbo_extraction_duration_seconds", "Time to decode and extract one page (parser).",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=REGISTRY)
+EXTRACTION_FULL = Counter(
+    "sokbo_extraction_full_total", "Pages on which trafilatura's fast mode found too little "
+    "text and its full extraction (readability and jusText compared) found more (parser).",
+    registry=REGISTRY)
 MATCH_DURATION = Histogram(
     "sokbo_match_duration_seconds", "Time to evaluate every rule against one article "
     "(keyword-alert).", buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -179,5 +183,5 @@ SOURCE_LAST_NEW = Gauge(
     "new article (read from Redis, so every crawler replica reports the same); "
     "time() minus it is the source's silence.", ["source_id"], registry=REGISTRY)
 
-__all__ += ["EXTRACTION_DURATION", "FETCH_RETRIES", "MATCH_DURATION", "SOURCE_LAST_NEW",
-            "STAGE_LATENCY"]
+__all__ += ["EXTRACTION_DURATION", "EXTRACTION_FULL", "FETCH_RETRIES", "MATCH_DURATION",
+            "SOURCE_LAST_NEW", "STAGE_LATENCY"]
