@@ -83,6 +83,7 @@ class ServiceContext:
     subscriptions: list[Subscription] = field(default_factory=list)
     instance: str | None = None
     reloaders: list[Callable[[Settings], None]] = field(default_factory=list)
+    _resuming: set[str] = field(default_factory=set)  # own pending entries being re-read
 
     def on_reload(self, callback: Callable[[Settings], None]) -> None:
         """Call *callback* with the new settings whenever the config file is reloaded.
@@ -122,40 +123,47 @@ class ServiceContext:
                               min_idle_time=claim_ms, polling_interval=1000)):
             subscriber = self.broker.subscriber(stream=sub, ack_policy=AckPolicy.MANUAL)
             subscriber(self._wrap(stream, group, sub.consumer or consumer, model, handler,
-                                  service, delete_done))
+                                  service, delete_done, fresh=sub.min_idle_time is None))
             subscribers[sub.consumer or consumer] = subscriber
         self.subscriptions.append(Subscription(stream, group, subscribers))
 
     def _wrap(self, stream: str, group: str, consumer: str, model: type[M],
               handler: Callable[[M], Awaitable[None]], service: str,
-              delete_done: bool) -> Handler:
+              delete_done: bool, *, fresh: bool) -> Handler:
+        """Return the FastStream handler of one consumer; *fresh*: it reads with ``>``."""
         every = self.settings.delivery.claim_idle / 3
 
         async def consume(msg: RedisStreamMessage) -> None:
             body = msg.body
             entry_id = msg.raw_message["message_ids"][0].decode()
+            # read with ">": delivered for the first time, no XPENDING needed to know it
+            first = fresh and entry_id not in self._resuming
             with structlog.contextvars.bound_contextvars(service=service, entry_id=entry_id):
                 try:
                     async with groups.keep_claimed(self.redis, stream, group, consumer,
                                                    entry_id, every=every):
                         await self._consume(stream, group, model, handler, service, entry_id,
-                                            body)
+                                            body, first=first)
                 except Exception as exc:  # leave it pending: the claimer retries it
                     await self._left_pending(stream, entry_id, exc)
                     return
                 finally:
                     structlog.contextvars.unbind_contextvars(*_IDS)
-                await msg.ack()
-                if delete_done:
-                    await self.redis.xdel(stream, entry_id)
+                if delete_done:  # XACK and XDEL in one round trip
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        pipe.xack(stream, group, entry_id)
+                        pipe.xdel(stream, entry_id)
+                        await pipe.execute()
+                else:
+                    await msg.ack()
 
         consume.__name__ = f"{service}_{stream.replace('.', '_').replace('-', '_')}"
         return consume
 
     async def _consume(self, stream: str, group: str, model: type[M],
                        handler: Callable[[M], Awaitable[None]], service: str, entry_id: str,
-                       body: bytes) -> None:
-        deliveries = await self._deliveries(stream, group, entry_id)
+                       body: bytes, *, first: bool = False) -> None:
+        deliveries = 1 if first else await self._deliveries(stream, group, entry_id)
         max_deliveries = self.settings.delivery.max_deliveries
         if deliveries > max_deliveries:
             last = await self.redis.get(streams.key("last-error", stream, entry_id))
@@ -222,9 +230,13 @@ class ServiceContext:
             subscriber = sub.subscribers[consumer]
             if not subscriber.running:
                 continue
-            await subscriber.consume_one(DefaultStreamMessage(
-                type="stream", channel=sub.stream, message_ids=[entry_id.encode()],
-                data=fields))
+            self._resuming.add(entry_id)  # read again, not with ">": deliveries from XPENDING
+            try:
+                await subscriber.consume_one(DefaultStreamMessage(
+                    type="stream", channel=sub.stream, message_ids=[entry_id.encode()],
+                    data=fields))
+            finally:
+                self._resuming.discard(entry_id)
             handled[sub.stream] += 1
         for stream, count in handled.items():
             PENDING_ENTRIES_RESUMED.labels(stream=stream).inc(count)
