@@ -137,7 +137,7 @@ def run_sokbo(page: dict) -> tuple[str, str]:
     now = datetime.now(UTC)
     fetched = PageFetched(source_id="bench", url=page["url"], final_url=page["url"],
                           status=200, body=page["body"], discovered_at=now, fetched_at=now)
-    article, _ = parse_page(fetched, now=now)
+    article = parse_page(fetched, now=now).article
     return article.title, article.text
 
 

@@ -20,7 +20,10 @@ keyword-alert's near-duplicate index (SimHash more than 12 bits apart) while its
 markup, size and structure, which are what extraction costs, stay the real page's.
 Rule terms and date/byline words (년, 월, 기자, …) are never changed.
 
-    python bench/pipeline.py [--out BENCHMARKS.md] [--profile]      (make bench)
+    python bench/pipeline.py [--out BENCHMARKS.md] [--workers N] [--profile]  (make bench)
+
+``--workers`` is the parser's ``parser.workers`` (default 2, this machine's cores):
+one parser replica extracting that many pages at once, in processes of its own.
 
 ``--profile`` runs each service under cProfile and prints where its event-loop
 thread spends its time (``parse_page`` runs in a worker thread, not profiled).
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -156,7 +160,8 @@ def corpus() -> tuple[list[Page], list[tuple[str, str]], list[str]]:
     for path in paths:
         raw = Page(path, none)
         try:
-            article, _ = parse_page(page_message(raw, 0, "probe", path.read_bytes(), now), now=now)
+            article = parse_page(page_message(raw, 0, "probe", path.read_bytes(), now),
+                                 now=now).article
         except PermanentError:
             left_out.append(path.name)
             continue
@@ -203,8 +208,9 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 class World:
     """Own redis-server, webhook and the three service processes, under *workdir*."""
 
-    def __init__(self, workdir: Path, rules: list[tuple[str, str]], profile: bool) -> None:
-        self.dir, self.rules, self.profile = workdir, rules, profile
+    def __init__(self, workdir: Path, rules: list[tuple[str, str]], profile: bool,
+                 workers: int) -> None:
+        self.dir, self.rules, self.profile, self.workers = workdir, rules, profile, workers
         self.redis_port, self.webhook_port = free_port(), free_port()
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.record = workdir / "webhook.tsv"
@@ -252,6 +258,7 @@ class World:
         # pacing as loose as the notifier allows, if it paces: the webhook answers at once
         slack |= {k: v for k, v in PACING.items() if k in SlackChannel.model_fields}
         config = {"redis_url": self.redis_url, "log_level": "info", "synonyms": SYNONYMS,
+                  "parser": {"workers": self.workers},
                   "rules": [{"id": i, "query": q, "channels": [CHANNEL]}
                             for i, q in self.rules],
                   "channels": [slack]}
@@ -293,12 +300,16 @@ class World:
         used = {"machine": (sum(jiffies) - jiffies[3] - jiffies[4]) / tick,
                 "benchmark": sum(os.times()[:2])}
         for name, process in self.processes.items():
-            proc = Path(f"/proc/{process.pid}")
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-            used[name] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
-            if name in SERVICES:
-                hwm = re.search(r"VmHWM:\s+(\d+)", (proc / "status").read_text())
-                used[f"{name} MB"] = int(hwm[1]) / 1024
+            used[name] = used[f"{name} MB"] = 0.0
+            for pid in _family(process.pid):  # the parser's extraction processes count too
+                proc = Path(f"/proc/{pid}")
+                try:
+                    fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                    hwm = re.search(r"VmHWM:\s+(\d+)", (proc / "status").read_text())
+                except OSError:  # ended meanwhile
+                    continue
+                used[name] += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+                used[f"{name} MB"] += int(hwm[1]) / 1024 if hwm else 0.0
         return {k: v - (since or {}).get(k, 0) if " MB" not in k else v
                 for k, v in used.items()}
 
@@ -475,7 +486,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-def measure(profile: bool, keep: Path | None = None) -> dict:
+def _family(pid: int) -> list[int]:
+    """Return *pid* and every process descended from it (Linux /proc children lists)."""
+    family, i = [pid], 0
+    while i < len(family):
+        for task in Path(f"/proc/{family[i]}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                family += [int(child) for child in task.read_text().split()]
+        i += 1
+    return family
+
+
+def measure(profile: bool, keep: Path | None = None, workers: int = 1) -> dict:
     """Run the three measurements; with *keep*, leave logs, profiles and data there."""
     from sokbo.matching import RuleSet
 
@@ -488,7 +510,7 @@ def measure(profile: bool, keep: Path | None = None) -> dict:
     if keep:
         keep.mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix="sokbo-bench-") as tmp:
-        world = World(keep or Path(tmp), rules, profile)
+        world = World(keep or Path(tmp), rules, profile, workers)
         try:
             world.start()
             before = world.usage()
@@ -528,7 +550,7 @@ def measure(profile: bool, keep: Path | None = None) -> dict:
         "latencies": [(at - timing["fetched"][url]) * 1000 for at, url, _, _ in paced],
         "stages": timing["stages"], "arrivals": paced,
         "cpu": timing["cpu"], "paced_cpu": timing["paced_cpu"], "bare_cpu": bare_cpu,
-        "runtime_s": time.monotonic() - started, "profiles": profiles}
+        "runtime_s": time.monotonic() - started, "profiles": profiles, "workers": workers}
 
 
 # --- reporting -------------------------------------------------------------------------
@@ -598,7 +620,9 @@ def notes(r: dict) -> str:
         "that answers 200 at once (pacing at the most the config accepts, "
         f"{PACING['max_per_second']} messages/s, burst {PACING['burst']}). Parser, "
         "keyword-alert and notifier run as separate processes (`sokbo run SERVICE`), one "
-        "replica each, log level info, on a redis-server of their own (no persistence). "
+        f"replica each (the parser with `parser.workers: {r['workers']}`: "
+        f"{_workers(r['workers'])}), log level info, on a redis-server of their own (no "
+        "persistence). "
         "Bare extraction: `parse_page` over the same 2,000 `PageFetched` messages in the "
         "benchmark's process, before the pipeline runs.")
     outcome = (
@@ -612,6 +636,13 @@ def notes(r: dict) -> str:
         "`parsed_at` (start of the parse) and `raised_at` and the stream entry ids of the "
         f"article and the alert. Whole benchmark: {r['runtime_s']:.0f} s.")
     return f"{setup}\n\n{outcome}\n\n{cpu_line(r)}"
+
+
+def _workers(count: int) -> str:
+    if count == 1:
+        return "pages extracted one at a time in a thread of the service"
+    return (f"{count} pages extracted at once, each in an extraction process of its own; "
+            "their CPU time and memory count as the parser's")
 
 
 def cpu_line(r: dict) -> str:
@@ -653,13 +684,15 @@ def main() -> int:
                         help="run each service under cProfile and print the top functions")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep the services' logs, profiles and raw timings in DIR (new)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="the parser's parser.workers (default 2: the machine's cores)")
     parser.add_argument("--webhook", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--record", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.webhook:
         asyncio.run(serve_webhook(args.webhook, args.record))
         return 0
-    result = measure(args.profile, args.keep)
+    result = measure(args.profile, args.keep, args.workers)
     table = render(result) + "\n\n" + render_stages(result)
     text = notes(result)
     print(table)

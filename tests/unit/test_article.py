@@ -406,8 +406,8 @@ SENTENCES = "<p>정부가 반도체 수출 지원책을 발표했다. 산업부�
 def test_utf16_page_is_not_taken_for_binary() -> None:
     html = ("<html><head><title>반도체 수출 지원책 발표</title></head><body><article>"
             + SENTENCES + "</article></body></html>")
-    article, decoded = parse_page(_page(body=html.encode("utf-16-le"), charset="utf-16le",
-                                        entry_title=None), now=NOW)
+    article, decoded, _ = parse_page(_page(body=html.encode("utf-16-le"), charset="utf-16le",
+                                           entry_title=None), now=NOW)
     assert decoded.encoding == "utf-16-le"
     assert article.title == "반도체 수출 지원책 발표"
 
@@ -415,7 +415,7 @@ def test_utf16_page_is_not_taken_for_binary() -> None:
 def test_parse_page_encoding_override() -> None:
     html = ('<html><head><meta charset="utf-8"><title>t</title></head><body><article>'
             + SENTENCES + "</article></body></html>")
-    article, decoded = parse_page(_page(body=html.encode("cp949"), charset="utf-8"),
-                                  now=NOW, encoding="euc-kr")
+    article, decoded, _ = parse_page(_page(body=html.encode("cp949"), charset="utf-8"),
+                                     now=NOW, encoding="euc-kr")
     assert (decoded.encoding, decoded.source) == ("cp949", "override")
     assert "정부가 반도체 수출 지원책을 발표했다." in article.text

@@ -30,7 +30,7 @@ def _parse(name: str, *, url: str = URL, charset: str | None = None,
     page = PageFetched(source_id="example", url=url, final_url=url, status=200,
                        charset=charset, body=(FIXTURES / name).read_bytes(),
                        entry_title=entry_title, discovered_at=T0, fetched_at=T0)
-    article, _ = parse_page(page, now=T0 + timedelta(seconds=1))
+    article = parse_page(page, now=T0 + timedelta(seconds=1)).article
     return article
 
 
@@ -178,5 +178,5 @@ def test_b13_same_site_canonical_link_overrides_the_url() -> None:
         source_id="example", url=SAME[1], final_url=SAME[1], status=200,
         body=html.replace("</head>", canonical + "</head>").encode(), discovered_at=T0,
         fetched_at=T0)
-    article, _ = parse_page(page, now=T0)
+    article = parse_page(page, now=T0).article
     assert article.canonical_url == "https://www.example.kr/news/articleView.html?idxno=9"

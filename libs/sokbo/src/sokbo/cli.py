@@ -166,7 +166,7 @@ def _extract(args: argparse.Namespace) -> int:
     page = PageFetched(source_id="cli", url=url, final_url=url, status=200, body=body,
                        discovered_at=now, fetched_at=now)
     try:
-        article, _ = parse_page(page, now=now, encoding=args.encoding)
+        article = parse_page(page, now=now, encoding=args.encoding).article
     except PermanentError as exc:
         print(f"sokbo: no article in {args.file}: {exc}", file=sys.stderr)
         return 2

@@ -2,7 +2,8 @@
 
 Shape (see ``config/korea.example.yaml`` and the README's reference)::
 
-    redis_url, metrics_port, log_level, streams{maxlen}, crawler{...}, delivery{...},
+    redis_url, metrics_port, log_level, streams{maxlen}, crawler{...}, parser{workers},
+    delivery{...},
     sources[...], synonyms[[...]], rules[...], channels[...]
 
 * ``${NAME}`` anywhere in a string value is replaced by the environment variable
@@ -41,6 +42,7 @@ __all__ = [
     "CrawlerSettings",
     "DeliverySettings",
     "EmailChannel",
+    "ParserSettings",
     "Rule",
     "Settings",
     "SlackChannel",
@@ -136,6 +138,18 @@ class CrawlerSettings(_Strict):
     max_entries_per_poll: int = Field(100, ge=1)
     #: sitemap entries whose lastmod / news:publication_date is older are not fetched
     sitemap_max_age: Seconds = 2 * 86400.0
+
+
+class ParserSettings(_Strict):
+    """How one parser replica uses the machine.
+
+    ``workers``: pages extracted at once, each in a process of its own (extraction is
+    CPU-bound Python, so threads would share one core); ``1`` (the default) extracts
+    in a thread of the service process.  On Kubernetes, add replicas rather than
+    workers; on one machine, ``workers`` up to its cores shortens the queue.
+    """
+
+    workers: int = Field(1, ge=1, le=64)
 
 
 class DeliverySettings(_Strict):
@@ -363,6 +377,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     streams: StreamSettings = StreamSettings()
     crawler: CrawlerSettings = CrawlerSettings()
+    parser: ParserSettings = ParserSettings()
     delivery: DeliverySettings = DeliverySettings()
     sources: list[Source] = Field(default_factory=list)
     synonyms: list[Annotated[list[Annotated[str, Field(pattern=r"\S")]], Field(min_length=2)]] = (

@@ -98,7 +98,7 @@ class ServiceContext:
         await self.broker.publish(encode(message), stream=stream)
 
     def subscribe(self, stream: str, model: type[M], handler: Callable[[M], Awaitable[None]],
-                  *, service: str, delete_done: bool = False) -> None:
+                  *, service: str, delete_done: bool = False, concurrency: int = 1) -> None:
         """Consume *stream* in *service*'s group: a reader and a claimer, both calling *handler*.
 
         *handler* gets the validated *model*; returning acks the entry (XACK), raising
@@ -110,7 +110,9 @@ class ServiceContext:
         claimed (:func:`sokbo.groups.keep_claimed`).  With *delete_done*, a handled
         entry is also deleted (XDEL): for ``sokbo.pages``, whose raw bodies are large
         and useless once parsed.  Consumers are ``service@instance`` (reader) and
-        ``service@instance/claimer``.
+        ``service@instance/claimer``.  With *concurrency* above 1 the reader hands
+        entries to that many handler calls at once (FastStream's ``max_workers``; it
+        then holds up to twice as many entries, all pending until handled).
         """
         group = streams.GROUPS[stream]
         consumer = streams.consumer_name(service, self.instance)
@@ -121,7 +123,9 @@ class ServiceContext:
                               max_records=1),
                     StreamSub(stream, group=group, consumer=f"{consumer}/claimer",
                               min_idle_time=claim_ms, polling_interval=1000)):
-            subscriber = self.broker.subscriber(stream=sub, ack_policy=AckPolicy.MANUAL)
+            workers = concurrency if sub.min_idle_time is None and concurrency > 1 else None
+            subscriber = self.broker.subscriber(stream=sub, ack_policy=AckPolicy.MANUAL,
+                                                max_workers=workers)
             subscriber(self._wrap(stream, group, sub.consumer or consumer, model, handler,
                                   service, delete_done, fresh=sub.min_idle_time is None))
             subscribers[sub.consumer or consumer] = subscriber
@@ -138,6 +142,7 @@ class ServiceContext:
             entry_id = msg.raw_message["message_ids"][0].decode()
             # read with ">": delivered for the first time, no XPENDING needed to know it
             first = fresh and entry_id not in self._resuming
+            self._resuming.discard(entry_id)
             with structlog.contextvars.bound_contextvars(service=service, entry_id=entry_id):
                 try:
                     async with groups.keep_claimed(self.redis, stream, group, consumer,
@@ -231,12 +236,9 @@ class ServiceContext:
             if not subscriber.running:
                 continue
             self._resuming.add(entry_id)  # read again, not with ">": deliveries from XPENDING
-            try:
-                await subscriber.consume_one(DefaultStreamMessage(
-                    type="stream", channel=sub.stream, message_ids=[entry_id.encode()],
-                    data=fields))
-            finally:
-                self._resuming.discard(entry_id)
+            await subscriber.consume_one(DefaultStreamMessage(
+                type="stream", channel=sub.stream, message_ids=[entry_id.encode()],
+                data=fields))
             handled[sub.stream] += 1
         for stream, count in handled.items():
             PENDING_ENTRIES_RESUMED.labels(stream=stream).inc(count)

@@ -171,6 +171,10 @@ EXTRACTION_FULL = Counter(
     "sokbo_extraction_full_total", "Pages on which trafilatura's fast mode found too little "
     "text and its full extraction (readability and jusText compared) found more (parser).",
     registry=REGISTRY)
+EXTRACTION_WORKER_RESTARTS = Counter(
+    "sokbo_extraction_worker_restarts_total", "Times the parser's pool of extraction "
+    "processes was restarted because one of them died (parser.workers above 1).",
+    registry=REGISTRY)
 MATCH_DURATION = Histogram(
     "sokbo_match_duration_seconds", "Time to evaluate every rule against one article "
     "(keyword-alert).", buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -183,5 +187,5 @@ SOURCE_LAST_NEW = Gauge(
     "new article (read from Redis, so every crawler replica reports the same); "
     "time() minus it is the source's silence.", ["source_id"], registry=REGISTRY)
 
-__all__ += ["EXTRACTION_DURATION", "EXTRACTION_FULL", "FETCH_RETRIES", "MATCH_DURATION",
-            "SOURCE_LAST_NEW", "STAGE_LATENCY"]
+__all__ += ["EXTRACTION_DURATION", "EXTRACTION_FULL", "EXTRACTION_WORKER_RESTARTS",
+            "FETCH_RETRIES", "MATCH_DURATION", "SOURCE_LAST_NEW", "STAGE_LATENCY"]

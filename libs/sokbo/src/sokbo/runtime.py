@@ -56,7 +56,7 @@ __all__ = ["SERVICES", "available_services", "build_app", "run", "watch_config"]
 
 SERVICES = ("crawler", "parser", "keyword-alert", "notifier")
 #: settings a running process cannot change; a reload that changes them says so
-_RESTART_ONLY = ("redis_url", "metrics_port", "streams", "crawler", "delivery")
+_RESTART_ONLY = ("redis_url", "metrics_port", "streams", "crawler", "parser", "delivery")
 
 
 def available_services() -> dict[str, Any]:

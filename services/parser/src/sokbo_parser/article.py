@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from sokbo.dates import MAX_FUTURE
 from sokbo.errors import PermanentError
@@ -13,7 +14,7 @@ from sokbo_parser.decode import DecodedPage, decode_html, sniff_binary
 from sokbo_parser.extract import ExtractedArticle, clean_title, extract_article
 from sokbo_parser.urls import canonical_url, same_site
 
-__all__ = ["build_article", "canonical_url", "parse_page"]
+__all__ = ["ParsedPage", "build_article", "canonical_url", "parse_page"]
 
 
 def build_article(page: PageFetched, decoded: DecodedPage, extracted: ExtractedArticle,
@@ -50,8 +51,17 @@ def build_article(page: PageFetched, decoded: DecodedPage, extracted: ExtractedA
         discovered_at=page.discovered_at, fetched_at=page.fetched_at, parsed_at=now)
 
 
+class ParsedPage(NamedTuple):
+    """What :func:`parse_page` returns: the article message and how it was read."""
+
+    article: ArticleParsed
+    decoded: DecodedPage
+    #: trafilatura's fast mode found too little; its full extraction found the text
+    full_extraction: bool
+
+
 def parse_page(page: PageFetched, *, now: datetime,
-               encoding: str | None = None) -> tuple[ArticleParsed, DecodedPage]:
+               encoding: str | None = None) -> ParsedPage:
     """Decode, extract and assemble *page* (CPU-bound: callers run it off the event loop).
 
     Args:
@@ -70,7 +80,8 @@ def parse_page(page: PageFetched, *, now: datetime,
         raise PermanentError(f"not HTML: {page.final_url} returned {kind}")
     decoded = decode_html(page.body, page.charset, override=encoding)
     extracted = extract_article(decoded.text, page.final_url, now=_aware(page.fetched_at))
-    return build_article(page, decoded, extracted, now=now), decoded
+    return ParsedPage(build_article(page, decoded, extracted, now=now), decoded,
+                      extracted.full_extraction)
 
 
 def _published_at(page: PageFetched, extracted: ExtractedArticle) -> datetime | None:

@@ -23,7 +23,6 @@ from lxml.html import Element, HtmlElement
 
 from sokbo.dates import KST, parse_korean_datetime
 from sokbo.errors import PermanentError
-from sokbo.observability import EXTRACTION_FULL
 from sokbo_parser.bylines import Byline, authors_of, byline_of_line, reporter_boxes
 from sokbo_parser.published import metadata_date, text_date
 from sokbo_parser.titles import (
@@ -115,6 +114,8 @@ class ExtractedArticle:
     site_name: str | None
     author_emails: list[str] = field(default_factory=list)
     published_from: Literal["metadata", "text"] | None = None
+    #: trafilatura's full extraction found the text, its fast mode too little
+    full_extraction: bool = False
 
 
 def extract_article(
@@ -145,7 +146,7 @@ def extract_article(
     site_name, sites = outlet_names(tree, meta)
     title = choose_title(tree, meta.title, sites)
     with _failures_are_permanent(where):
-        text, removed = _main_text(tree, url, title)
+        text, removed, full = _main_text(tree, url, title)
     if len(_LETTER.findall(text)) < _MIN_TEXT_CHARS:
         raise PermanentError(f"no article text found in {where}"
                              + (f" (only {text[:40]!r})" if text else ""))
@@ -161,12 +162,14 @@ def extract_article(
     return ExtractedArticle(
         title=title, text=text, authors=authors, published_at=published,
         language=_language(tree, text), canonical_url=canonical, site_name=site_name,
-        author_emails=emails, published_from=source,
+        author_emails=emails, published_from=source, full_extraction=full,
     )
 
 
-def _main_text(tree: HtmlElement, url: str | None, title: str) -> tuple[str, list[str]]:
-    """Return the cleaned main text of *tree* and the lines cleaning removed.
+def _main_text(tree: HtmlElement, url: str | None, title: str
+               ) -> tuple[str, list[str], bool]:
+    """Return the cleaned main text of *tree*, the lines cleaning removed, and whether
+    the full extraction found it.
 
     trafilatura's fast mode (its main extractor alone) first: it finds the same text
     on the corpus pages in about half the time.  Where it finds little — under
@@ -185,9 +188,8 @@ def _main_text(tree: HtmlElement, url: str | None, title: str) -> tuple[str, lis
     if letters < _FULL_BELOW:
         full = extract(fast=False)
         if len(_LETTER.findall(full[0])) > letters:
-            EXTRACTION_FULL.inc()
-            return full
-    return found
+            return *full, True
+    return *found, False
 
 
 def guess_language(text: str) -> str | None:
