@@ -91,13 +91,24 @@ class SlackOutbox:
     async def head(self, channel_id: str, limit: int) -> tuple[list[tuple[str, bytes | None]],
                                                             int]:
         """Return the oldest *limit* entries ``(alert_id, JSON or None)`` and the queue size."""
+        ids, total = await self.peek(channel_id, limit)
+        return await self.entries(channel_id, ids), total
+
+    async def peek(self, channel_id: str, limit: int) -> tuple[list[str], int]:
+        """Return the ids of the oldest *limit* alerts and the queue size (one round trip)."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zrange(self.queue_key(channel_id), 0, limit - 1)
             pipe.zcard(self.queue_key(channel_id))
             raw_ids, total = await pipe.execute()
-        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in raw_ids]
-        bodies = await self.redis.hmget(self.alerts_key(channel_id), ids) if ids else []
-        return list(zip(ids, bodies, strict=True)), int(total)
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in raw_ids], int(total)
+
+    async def entries(self, channel_id: str, alert_ids: list[str]
+                      ) -> list[tuple[str, bytes | None]]:
+        """Return ``(alert_id, JSON or None)`` of queued *alert_ids* (None: gone meanwhile)."""
+        if not alert_ids:
+            return []
+        bodies = await self.redis.hmget(self.alerts_key(channel_id), alert_ids)
+        return list(zip(alert_ids, bodies, strict=True))
 
     async def done(self, channel_id: str, alert_ids: list[str], state: str) -> None:
         """Set the alerts' marks to *state*, then remove them from the queue: one transaction.

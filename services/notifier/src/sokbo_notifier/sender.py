@@ -171,12 +171,16 @@ class SlackSender:
         waited = await self.bucket.wait(channel_id, channel.max_per_second)
         if waited:
             SLACK_PACING_WAIT.labels(channel_id=channel_id).inc(waited)
-        entries, total = await self.outbox.head(channel_id, DIGEST_LIMIT)
-        alerts = await self._readable(channel_id, entries)
+        ids, total = await self.outbox.peek(channel_id, DIGEST_LIMIT)
+        single = total - 1 <= channel.burst  # one message, or a digest of the queue's head
+        # read (and validate) only what this message carries: a long queue is not re-read
+        # for every single message sent from it
+        alerts = await self._readable(channel_id, await self.outbox.entries(
+            channel_id, ids[:1] if single else ids))
         check_cancelled()
         if not alerts or not await lease.renew():  # still ours, for a full ttl, right now
             return
-        batch = alerts[:1] if total - 1 <= channel.burst else alerts
+        batch = alerts[:1] if single else alerts
         await shielded(self._send(channel, batch, waiting=max(total - len(batch), 0)))
 
     async def _readable(self, channel_id: str,
