@@ -374,3 +374,14 @@ def test_a_text_repeating_terms_gives_bounded_hits() -> None:
     assert [m.rule_id for m in matches] == ["near", "term"]
     assert all(0 < len(m.hits) <= MAX_HITS for m in matches)
     assert matches[1].hits[0].start == 0  # the first ones in the document
+
+
+def test_rules_sharing_a_key_in_different_scopes_each_get_their_own_hits() -> None:
+    from sokbo.matching import RuleSet
+
+    rules = RuleSet([("any", "OpenAI"), ("title", "title:OpenAI"), ("text", "text:OpenAI")])
+    matches = {m.rule_id: m for m in rules.evaluate("OpenAI 코리아", "오늘 OpenAI가 왔다. OpenAI!")}
+    assert [(h.field, h.start, h.end) for h in matches["any"].hits] == [
+        ("title", 0, 6), ("text", 3, 9), ("text", 15, 21)]
+    assert [(h.field, h.start) for h in matches["title"].hits] == [("title", 0)]
+    assert [(h.field, h.start) for h in matches["text"].hits] == [("text", 3), ("text", 15)]

@@ -138,14 +138,10 @@ class _Scan:
         if by_key is None:
             by_key = self.located[name] = {}
             norm, patterns, edges, edged = self.norms[name], self.patterns, self.edges, self.edged
-            text, gaps, size = norm.key, norm.gaps, len(norm.key)
+            text, gaps = norm.key, norm.gaps
             for index, a, b in self.raw[name]:
-                if index in edged:
-                    left, right = edges[index]
-                    if left and a and a not in gaps and is_latin_alnum(text[a - 1]):
-                        continue  # a Latin edge inside a longer Latin word
-                    if right and b < size and b not in gaps and is_latin_alnum(text[b]):
-                        continue
+                if index in edged and not _stands_alone(text, gaps, a, b, edges[index]):
+                    continue  # a Latin edge inside a longer Latin word
                 found = patterns[index]
                 same = by_key.get(found)
                 if same is None:
@@ -211,6 +207,7 @@ class RuleSet:
             self._rules.append(_Rule(rule_id, node, self._compile(node, top=True), parts,
                                      single))  # type: ignore[arg-type]
         self._patterns = sorted({k for spellings in self._keys.values() for k in spellings})
+        self._index_of = {key: index for index, key in enumerate(self._patterns)}
         self._edges = [(is_latin_alnum(k[0]), is_latin_alnum(k[-1])) for k in self._patterns]
         self._edged_indexes = frozenset(i for i, edges in enumerate(self._edges) if any(edges))
         self._automaton = (AhoCorasick(self._patterns, matchkind=MatchKind.Standard)
@@ -245,36 +242,43 @@ class RuleSet:
                 matches.append(self._report(rule, scan))
         return matches
 
-    @staticmethod
-    def _term_hits(terms: list[_TermPart], scan: _Scan) -> None:
+    def _term_hits(self, terms: list[_TermPart], scan: _Scan) -> None:
         """Put the hits of *terms*, each a term of one spelling, into ``scan.parts``.
 
-        The hot path of reporting, batched: one offset-map pass per field for all the
-        terms.  Occurrences of one key come in order and distinct within a field, title
-        first, so they need no sorting or deduplication; at most MAX_HITS per term.
+        The hot path of reporting, batched: per field, one pass over the automaton's
+        matches picks those of the wanted keys (in document order: a key's matches come
+        by end, so by start), and one offset-map pass gives all their spans; at most
+        MAX_HITS per term, title first.
         """
         if not terms:
             return
         built: dict[_TermPart, list[TermHit]] = {term: [] for term in terms}
-        present, occurrences = scan.present, scan.occurrences
+        index_of, edges, edged = self._index_of, self._edges, self._edged_indexes
         for name in _FIELDS:
-            here = present[name]
-            slices: list[tuple[int, int]] = []
-            owners: list[tuple[_TermPart, int]] = []
+            here = scan.present[name]
+            wanted: dict[int, list[_TermPart]] = {}
             for term in terms:
-                key = term.keys[0]
-                if key in here and name in term.fields:
-                    found = occurrences(key, name)[:MAX_HITS - len(built[term])]
-                    slices += [(o[1], o[2]) for o in found]
-                    owners.append((term, len(found)))
-            if not slices:
+                if term.keys[0] in here and name in term.fields:
+                    wanted.setdefault(index_of[term.keys[0]], []).append(term)
+            if not wanted:
                 continue
-            spans, at = scan.norms[name].spans(slices), 0
-            for term, count in owners:
-                text = term.text
-                built[term] += [_new_hit(TermHit, (name, text, start, end, None))
-                                for start, end in spans[at:at + count]]
-                at += count
+            norm = scan.norms[name]
+            text, gaps = norm.key, norm.gaps
+            slices: list[tuple[int, int]] = []
+            owners: list[int] = []
+            taken: dict[int, int] = dict.fromkeys(wanted, 0)
+            for index, a, b in scan.raw[name]:
+                if index in wanted and taken[index] < MAX_HITS:
+                    if index in edged and not _stands_alone(text, gaps, a, b, edges[index]):
+                        continue
+                    taken[index] += 1
+                    slices.append((a, b))
+                    owners.append(index)
+            for index, (start, end) in zip(owners, norm.spans(slices), strict=True):
+                for term in wanted[index]:
+                    hits = built[term]
+                    if len(hits) < MAX_HITS:
+                        hits.append(_new_hit(TermHit, (name, term.text, start, end, None)))
         for term, hits in built.items():
             scan.parts[term] = (hits, [term.text] if hits else [])
 
@@ -368,15 +372,10 @@ class RuleSet:
             if not edged_indexes.isdisjoint(indexes):
                 # a key with a Latin edge counts only where it stands as a word
                 norm = norms[name]
-                text, gaps, size = norm.key, norm.gaps, len(norm.key)
+                text, gaps = norm.key, norm.gaps
                 unbounded = indexes & edged_indexes
                 for index, a, b in matches:
-                    if index in unbounded:
-                        left, right = edges[index]
-                        if left and a and a not in gaps and is_latin_alnum(text[a - 1]):
-                            continue
-                        if right and b < size and b not in gaps and is_latin_alnum(text[b]):
-                            continue
+                    if index in unbounded and _stands_alone(text, gaps, a, b, edges[index]):
                         unbounded.discard(index)
                 indexes -= unbounded
             keys = {patterns[index] for index in indexes}
@@ -466,6 +465,19 @@ class RuleSet:
         cached = (sorted(hits.values(), key=_document_order)[:MAX_HITS], list(terms))
         scan.parts[part] = cached
         return cached
+
+
+def _stands_alone(key: str, gaps: frozenset[int], a: int, b: int,
+                  edges: tuple[bool, bool]) -> bool:
+    """Tell whether ``key[a:b]``'s Latin edges (*edges*: first, last) are word boundaries.
+
+    A Latin letter or digit at an edge must not touch another one in the text's key,
+    unless whitespace or a connector was dropped between them (``gaps``).
+    """
+    left, right = edges
+    if left and a and a not in gaps and is_latin_alnum(key[a - 1]):
+        return False
+    return not (right and b < len(key) and b not in gaps and is_latin_alnum(key[b]))
 
 
 def _occurrence_order(occurrence: _Occurrence) -> tuple[bool, int, int]:
