@@ -11,7 +11,10 @@ Per stream, a replica runs two FastStream subscribers in the group:
 
 * the reader, ``XREADGROUP … COUNT 1 … >``: one entry at a time, so a shutdown or
   a crash never strands entries fetched in a batch but not started (B26), and a
-  busy replica does not hoard entries an idle one could take;
+  busy replica does not hoard entries an idle one could take (a service that asks
+  for *concurrency* N, the parser with ``parser.workers``, holds at most 2N: N
+  handled, N waiting, all pending until acked and handed back on shutdown).  An
+  entry read with ``>`` is on its first delivery, so no ``XPENDING`` is asked;
 * the claimer (``min_idle_time``), ``XAUTOCLAIM`` of entries idle longer than
   ``delivery.claim_idle``.  While a handler runs, its entry's idle time is kept
   fresh (:func:`sokbo.groups.keep_claimed`), so only a dead replica's entries are
