@@ -385,3 +385,13 @@ def test_rules_sharing_a_key_in_different_scopes_each_get_their_own_hits() -> No
         ("title", 0, 6), ("text", 3, 9), ("text", 15, 21)]
     assert [(h.field, h.start) for h in matches["title"].hits] == [("title", 0)]
     assert [(h.field, h.start) for h in matches["text"].hits] == [("text", 3), ("text", 15)]
+
+
+def test_rules_sharing_one_term_report_each_hit_once() -> None:
+    from sokbo.matching import RuleSet
+
+    rules = RuleSet([("a", "삼성"), ("b", "삼성 AND NOT LG"), ("c", "삼성")])
+    matches = rules.evaluate("", "삼성전자와 삼성SDI")
+    assert [m.rule_id for m in matches] == ["a", "b", "c"]
+    for found in matches:
+        assert [(h.start, h.end) for h in found.hits] == [(0, 2), (6, 8)]

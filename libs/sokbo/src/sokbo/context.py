@@ -86,7 +86,8 @@ class ServiceContext:
     subscriptions: list[Subscription] = field(default_factory=list)
     instance: str | None = None
     reloaders: list[Callable[[Settings], None]] = field(default_factory=list)
-    _resuming: set[str] = field(default_factory=set)  # own pending entries being re-read
+    #: (stream, entry id) of own pending entries being re-read
+    _resuming: set[tuple[str, str]] = field(default_factory=set)
 
     def on_reload(self, callback: Callable[[Settings], None]) -> None:
         """Call *callback* with the new settings whenever the config file is reloaded.
@@ -144,8 +145,8 @@ class ServiceContext:
             body = msg.body
             entry_id = msg.raw_message["message_ids"][0].decode()
             # read with ">": delivered for the first time, no XPENDING needed to know it
-            first = fresh and entry_id not in self._resuming
-            self._resuming.discard(entry_id)
+            first = fresh and (stream, entry_id) not in self._resuming
+            self._resuming.discard((stream, entry_id))
             with structlog.contextvars.bound_contextvars(service=service, entry_id=entry_id):
                 try:
                     async with groups.keep_claimed(self.redis, stream, group, consumer,
@@ -238,7 +239,8 @@ class ServiceContext:
             subscriber = sub.subscribers[consumer]
             if not subscriber.running:
                 continue
-            self._resuming.add(entry_id)  # read again, not with ">": deliveries from XPENDING
+            # read again, not with ">": its deliveries come from XPENDING
+            self._resuming.add((sub.stream, entry_id))
             await subscriber.consume_one(DefaultStreamMessage(
                 type="stream", channel=sub.stream, message_ids=[entry_id.encode()],
                 data=fields))

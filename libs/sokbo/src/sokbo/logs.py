@@ -15,7 +15,7 @@ import sys
 import orjson
 import structlog
 
-__all__ = ["configure_logging", "get_library_logger", "get_logger"]
+__all__ = ["configure_logging", "get_library_logger", "get_logger", "quiet_extraction_libraries"]
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
@@ -58,7 +58,17 @@ def configure_logging(level: str = "info", *, service: str, json: bool | None = 
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for name in ("httpx", "httpcore", "charset_normalizer"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    for name in ("trafilatura", "htmldate", "courlan", "justext"):  # bad pages are normal
+    quiet_extraction_libraries()
+
+
+def quiet_extraction_libraries() -> None:
+    """Silence trafilatura, htmldate, courlan and jusText: they log ordinary bad pages
+    as warnings and errors (the parser reports what it makes of a page itself).
+
+    Called by :func:`configure_logging`, and in each of the parser's extraction
+    processes, which do not inherit it.
+    """
+    for name in ("trafilatura", "htmldate", "courlan", "justext"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 

@@ -252,7 +252,9 @@ class RuleSet:
         """
         if not terms:
             return
+        # rules sharing a term share its part: each part once, or its hits come twice
         built: dict[_TermPart, list[TermHit]] = {term: [] for term in terms}
+        terms = list(built)
         index_of, edges, edged = self._index_of, self._edges, self._edged_indexes
         for name in _FIELDS:
             here = scan.present[name]

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from sokbo import streams
 from sokbo.context import ServiceContext
 from sokbo.errors import PermanentError
-from sokbo.logs import get_logger
+from sokbo.logs import get_logger, quiet_extraction_libraries
 from sokbo.messages import ArticleParsed, PageFetched
 from sokbo.observability import (
     ARTICLES_PARSED,
@@ -58,8 +58,9 @@ class Extractors:
         if self.workers == 1:
             return await asyncio.to_thread(timed_parse, page)
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers,
-                                             mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=quiet_extraction_libraries)
         pool = self._pool
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, timed_parse, page)
