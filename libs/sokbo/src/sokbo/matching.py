@@ -38,8 +38,9 @@ MAX_HITS = 100
 
 _FIELDS = ("title", "text")
 _NONE: list = []  # an absent key's occurrences; never mutated
-#: ``tuple.__new__(TermHit, fields)``: a named tuple without its generated __new__'s frame
-_new_hit = tuple.__new__
+#: ``tuple.__new__(cls, fields)``: a named tuple (TermHit, RuleMatch) without the frame of
+#: its generated __new__, on the hot path of reporting
+_new_tuple = tuple.__new__
 
 
 class TermHit(NamedTuple):
@@ -237,7 +238,7 @@ class RuleSet:
         for rule in matched:
             if rule.single is not None:  # the common case: one term, one spelling
                 hits, terms = parts[rule.single]
-                matches.append(_new_hit(RuleMatch, (rule.rule_id, hits[:], terms[:])))
+                matches.append(_new_tuple(RuleMatch, (rule.rule_id, hits[:], terms[:])))
             else:
                 matches.append(self._report(rule, scan))
         return matches
@@ -280,7 +281,7 @@ class RuleSet:
                 for term in wanted[index]:
                     hits = built[term]
                     if len(hits) < MAX_HITS:
-                        hits.append(_new_hit(TermHit, (name, term.text, start, end, None)))
+                        hits.append(_new_tuple(TermHit, (name, term.text, start, end, None)))
         for term, hits in built.items():
             scan.parts[term] = (hits, [term.text] if hits else [])
 
