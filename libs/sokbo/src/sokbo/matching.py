@@ -16,10 +16,10 @@ Aho–Corasick: https://doi.org/10.1145/360825.360855 ; the automaton is ahocora
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import chain
+from operator import itemgetter
 from typing import Literal, NamedTuple
 
 from ahocorasick_rs import AhoCorasick, MatchKind
@@ -38,6 +38,7 @@ MAX_HITS = 100
 
 _FIELDS = ("title", "text")
 _NONE: list = []  # an absent key's occurrences; never mutated
+_pattern_of = itemgetter(0)  # of an automaton match (pattern index, start, end)
 #: ``tuple.__new__(cls, fields)``: a named tuple (TermHit, RuleMatch) without the frame of
 #: its generated __new__, on the hot path of reporting
 _new_tuple = tuple.__new__
@@ -77,12 +78,13 @@ class _TermPart:
     Identity-hashed (a C-level hash) so that per-article caches keyed by it are cheap.
     """
 
-    __slots__ = ("fields", "keys", "own", "spellings", "text")
+    __slots__ = ("fields", "indexes", "keys", "own", "spellings", "text")
 
-    def __init__(self, term: Term, spellings: dict[str, str]) -> None:
+    def __init__(self, term: Term, spellings: dict[str, str], index_of: dict[str, int]) -> None:
         self.text = term.text
         self.spellings = spellings  # key → spelling (the term's own first)
         self.keys = tuple(spellings)
+        self.indexes = tuple(index_of[key] for key in self.keys)  # the keys' pattern indexes
         self.own = key_of(term.text)
         self.fields = _FIELDS if term.field is None else (term.field,)
 
@@ -121,16 +123,16 @@ class _Scan:
     edges: list[tuple[bool, bool]]  # per pattern: whether its first / last char is Latin
     edged: frozenset[int]  # patterns with a Latin first or last character
     raw: dict[str, list[tuple[int, int, int]]]  # per field: (pattern, a, b) as found
-    present: dict[str, set[str]] = field(default_factory=dict)  # per field: keys kept
-    found: set[str] = field(default_factory=set)  # keys present in any field
-    located: dict[str, dict[str, list[_Occurrence]]] = field(default_factory=dict)
+    present: dict[str, set[int]] = field(default_factory=dict)  # per field: patterns kept
+    found: set[int] = field(default_factory=set)  # patterns present in any field
+    located: dict[str, dict[int, list[_Occurrence]]] = field(default_factory=dict)
     cache: dict[_TermPart, list[_Occurrence]] = field(default_factory=dict)
     spans: dict[_Occurrence, tuple[int, int]] = field(default_factory=dict)
     parts: dict[_Part, tuple[list[TermHit], list[str]]] = field(default_factory=dict)
 
-    def occurrences(self, key: str, name: str) -> list[_Occurrence]:
-        """Return the occurrences of *key* in field *name* whose Latin edges are word
-        boundaries, in document order (overlapping ones included).
+    def occurrences(self, pattern: int, name: str) -> list[_Occurrence]:
+        """Return the occurrences of key *pattern* (its index) in field *name* whose Latin
+        edges are word boundaries, in document order (overlapping ones included).
 
         The automaton's matches of a field are grouped by key on first use: an article
         that no rule needs positions for never pays for it.
@@ -143,13 +145,12 @@ class _Scan:
             for index, a, b in self.raw[name]:
                 if index in edged and not _stands_alone(text, gaps, a, b, edges[index]):
                     continue  # a Latin edge inside a longer Latin word
-                found = patterns[index]
-                same = by_key.get(found)
+                same = by_key.get(index)
                 if same is None:
-                    by_key[found] = [(name, a, b, found)]
+                    by_key[index] = [(name, a, b, patterns[index])]
                 else:
-                    same.append((name, a, b, found))
-        return by_key.get(key, _NONE)
+                    same.append((name, a, b, patterns[index]))
+        return by_key.get(pattern, _NONE)
 
     def hit(self, occurrence: _Occurrence, term: str, synonym: str | None) -> TermHit:
         """Return the :class:`TermHit` for *occurrence* reported as *term*."""
@@ -185,21 +186,28 @@ class RuleSet:
         parsed = [(rule_id, parse_query(query)) for rule_id, query in rules]
         self._synonyms = _Synonyms(synonyms)
         self._keys: dict[Term, dict[str, str]] = {}
-        self._terms: dict[Term, _TermPart] = {}
-        self._nears: dict[Near, _NearPart] = {}
-        rules_by_key: dict[str, set[int]] = defaultdict(set)
-        for index, (_, node) in enumerate(parsed):
+        for _, node in parsed:
             for term in terms_of(node):
                 if term not in self._keys:
                     self._keys[term] = self._synonyms.spellings(term.text)
-                    self._terms[term] = _TermPart(term, self._keys[term])
+        # the automaton's patterns, each key once; everything per article goes by index
+        self._patterns = sorted({k for spellings in self._keys.values() for k in spellings})
+        self._index_of = {key: index for index, key in enumerate(self._patterns)}
+        self._edges = [(is_latin_alnum(k[0]), is_latin_alnum(k[-1])) for k in self._patterns]
+        self._edged_indexes = frozenset(i for i, edges in enumerate(self._edges) if any(edges))
+        self._terms = {term: _TermPart(term, spellings, self._index_of)
+                       for term, spellings in self._keys.items()}
+        self._nears: dict[Near, _NearPart] = {}
+        # per pattern: the rules looked at when it is present (every pattern has an entry,
+        # empty for keys of negated terms only)
+        rules_by_index: list[list[int]] = [[] for _ in self._patterns]
+        for index, (_, node) in enumerate(parsed):
             required = self._required(node)  # a rule is looked at only if one is present
             if required is None:
                 required = {key for term in _positive_terms(node) for key in self._keys[term]}
             for key in required:
-                rules_by_key[key].add(index)
-        self._rules_by_key = {key: tuple(sorted(rules_by_key.get(key, ())))
-                              for spellings in self._keys.values() for key in spellings}
+                rules_by_index[self._index_of[key]].append(index)
+        self._rules_by_index = [tuple(rules) for rules in rules_by_index]
         self._rules = []
         for rule_id, node in parsed:
             parts = tuple(self._part(part) for part in _positive_parts(node))
@@ -207,10 +215,6 @@ class RuleSet:
                 parts[0].keys) == 1 else None
             self._rules.append(_Rule(rule_id, node, self._compile(node, top=True), parts,
                                      single))  # type: ignore[arg-type]
-        self._patterns = sorted({k for spellings in self._keys.values() for k in spellings})
-        self._index_of = {key: index for index, key in enumerate(self._patterns)}
-        self._edges = [(is_latin_alnum(k[0]), is_latin_alnum(k[-1])) for k in self._patterns]
-        self._edged_indexes = frozenset(i for i, edges in enumerate(self._edges) if any(edges))
         self._automaton = (AhoCorasick(self._patterns, matchkind=MatchKind.Standard)
                            if self._patterns else None)
 
@@ -227,8 +231,7 @@ class RuleSet:
         """
         norms = {"title": normalize(title), "text": normalize(text)}
         scan = self._find(norms)
-        # every pattern has an entry (empty for keys of negated terms only): all C loops
-        candidates = set(chain.from_iterable(map(self._rules_by_key.__getitem__, scan.found)))
+        candidates = set(chain.from_iterable(map(self._rules_by_index.__getitem__, scan.found)))
         rules, parts = self._rules, scan.parts
         matched = [rule for rule in map(rules.__getitem__, sorted(candidates))
                    if rule.test is None or rule.test(scan)]
@@ -256,13 +259,13 @@ class RuleSet:
         # rules sharing a term share its part: each part once, or its hits come twice
         built: dict[_TermPart, list[TermHit]] = {term: [] for term in terms}
         terms = list(built)
-        index_of, edges, edged = self._index_of, self._edges, self._edged_indexes
+        edges, edged = self._edges, self._edged_indexes
         for name in _FIELDS:
             here = scan.present[name]
             wanted: dict[int, list[_TermPart]] = {}
             for term in terms:
-                if term.keys[0] in here and name in term.fields:
-                    wanted.setdefault(index_of[term.keys[0]], []).append(term)
+                if term.indexes[0] in here and name in term.fields:
+                    wanted.setdefault(term.indexes[0], []).append(term)
             if not wanted:
                 continue
             norm = scan.norms[name]
@@ -325,7 +328,7 @@ class RuleSet:
         it is a candidate (one of its keys is present).
         """
         if isinstance(node, Term):
-            keys, only = frozenset(self._keys[node]), node.field
+            keys, only = frozenset(self._terms[node].indexes), node.field
             if only is None:
                 if top:
                     return None
@@ -333,7 +336,8 @@ class RuleSet:
             return lambda scan: not scan.present[only].isdisjoint(keys)
         if isinstance(node, Near):  # one pair within reach is enough to hold
             near = self._part(node)
-            left, right = frozenset(near.left.keys), frozenset(near.right.keys)  # type: ignore[union-attr]
+            left = frozenset(near.left.indexes)  # type: ignore[union-attr]
+            right = frozenset(near.right.indexes)  # type: ignore[union-attr]
             return lambda scan: (not scan.found.isdisjoint(left)
                                  and not scan.found.isdisjoint(right)
                                  and bool(self._near_hits(near, scan, limit=2)))  # type: ignore[arg-type]
@@ -371,8 +375,8 @@ class RuleSet:
         scan = _Scan(norms, patterns, edges, edged_indexes, raw)
         for name in _FIELDS:
             matches = raw.get(name, ())
-            indexes = {index for index, _, _ in matches}
-            if not edged_indexes.isdisjoint(indexes):
+            indexes = set(map(_pattern_of, matches))
+            if indexes and not edged_indexes.isdisjoint(indexes):
                 # a key with a Latin edge counts only where it stands as a word
                 norm = norms[name]
                 text, gaps = norm.key, norm.gaps
@@ -381,9 +385,8 @@ class RuleSet:
                     if index in unbounded and _stands_alone(text, gaps, a, b, edges[index]):
                         unbounded.discard(index)
                 indexes -= unbounded
-            keys = {patterns[index] for index in indexes}
-            scan.present[name] = keys
-            scan.found |= keys
+            scan.present[name] = indexes
+            scan.found |= indexes
         return scan
 
     @staticmethod
@@ -391,8 +394,8 @@ class RuleSet:
         cached = scan.cache.get(term)
         if cached is None:
             present, occurrences = scan.present, scan.occurrences
-            cached = [hit for name in term.fields for key in term.keys
-                      if key in present[name] for hit in occurrences(key, name)]
+            cached = [hit for name in term.fields for index in term.indexes
+                      if index in present[name] for hit in occurrences(index, name)]
             scan.cache[term] = cached
         return cached
 
