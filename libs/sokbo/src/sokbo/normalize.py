@@ -223,8 +223,9 @@ class Normalized:
         keys, entries, gaps = self._entry_keys, self._entries, self._gap_list
         found: list[tuple[int, int]] = []
         first = following = -1  # key offsets [first, following) of the current chunk
-        lo = hi = base = 0
+        entry = lo = hi = base = 0
         single = False
+        pieces: tuple[list[int], list[int], list[int]] | None = None
         for a, b in slices:
             last = b - 1
             if not first <= a < following:
@@ -233,15 +234,26 @@ class Normalized:
                 following = keys[entry + 1] if entry + 1 < len(keys) else 1 << 62
                 lo, hi, single = entries[entry]
                 base = self._plan[entry][0] - first - lo
-            if single and last < following:
+                pieces = None
+            if last >= following:  # the slice spans chunks
+                found.append((self.start_of(a), self.end_of(last)))
+            elif single:
                 p = bisect_right(gaps, a, lo, hi)
                 start = base + a + p
                 if p == hi or gaps[p] > last:  # nothing dropped inside the slice
                     found.append((start, start + b - a))
                 else:
                     found.append((start, base + last + bisect_right(gaps, last, lo, hi) + 1))
-            else:
-                found.append((self.start_of(a), self.end_of(last)))
+            else:  # a chunk with wider dropped runs or a special segment: its pieces
+                if pieces is None:
+                    pieces = self._pieces.get(entry)
+                    if pieces is None:
+                        pieces = self._pieces[entry] = self._index_entry(entry)
+                at, starts, ends = pieces
+                p = bisect_right(at, a) - 1
+                q = bisect_right(at, last, p) - 1
+                found.append((starts[p] + (a - at[p]) if ends[p] < 0 else starts[p],
+                              starts[q] + (last - at[q]) + 1 if ends[q] < 0 else ends[q]))
         return found
 
     def char_before(self, a: int) -> str:
