@@ -18,7 +18,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, compress
 from operator import itemgetter
 from typing import Literal, NamedTuple
 
@@ -207,7 +207,6 @@ class RuleSet:
                 required = {key for term in _positive_terms(node) for key in self._keys[term]}
             for key in required:
                 rules_by_index[self._index_of[key]].append(index)
-        self._rules_by_index = [tuple(rules) for rules in rules_by_index]
         self._rules = []
         for rule_id, node in parsed:
             parts = tuple(self._part(part) for part in _positive_parts(node))
@@ -215,6 +214,15 @@ class RuleSet:
                 parts[0].keys) == 1 else None
             self._rules.append(_Rule(rule_id, node, self._compile(node, top=True), parts,
                                      single))  # type: ignore[arg-type]
+        # per rule, for the per-article loop: id, test, the one term (plain lists, by index)
+        self._ids = [rule.rule_id for rule in self._rules]
+        self._tests = [rule.test for rule in self._rules]
+        self._singles = [rule.single for rule in self._rules]
+        # per pattern: the rules that hold whenever it is present (no test), the others
+        self._holding_by_index = [tuple(i for i in rules if self._tests[i] is None)
+                                  for rules in rules_by_index]
+        self._tested_by_index = [tuple(i for i in rules if self._tests[i] is not None)
+                                 for rules in rules_by_index]
         self._automaton = (AhoCorasick(self._patterns, matchkind=MatchKind.Standard)
                            if self._patterns else None)
 
@@ -231,22 +239,29 @@ class RuleSet:
         """
         norms = {"title": normalize(title), "text": normalize(text)}
         scan = self._find(norms)
-        candidates = set(chain.from_iterable(map(self._rules_by_index.__getitem__, scan.found)))
-        rules, parts = self._rules, scan.parts
-        matched = [rule for rule in map(rules.__getitem__, sorted(candidates))
-                   if rule.test is None or rule.test(scan)]
-        self._term_hits([rule.single for rule in matched
-                         if rule.single is not None and rule.single not in parts], scan)
+        found = scan.found
+        # rules that hold whenever looked at (one term over both fields) need no test
+        matched = set(chain.from_iterable(map(self._holding_by_index.__getitem__, found)))
+        tests = self._tests
+        matched.update([index for index in set(chain.from_iterable(
+            map(self._tested_by_index.__getitem__, found))) if tests[index](scan)])
+        ordered = sorted(matched)
+        singles, parts = self._singles, scan.parts
+        wanted = {singles[index] for index in ordered}
+        wanted.discard(None)
+        self._term_hits(wanted, scan)  # type: ignore[arg-type]
         matches = []
-        for rule in matched:
-            if rule.single is not None:  # the common case: one term, one spelling
-                hits, terms = parts[rule.single]
-                matches.append(_new_tuple(RuleMatch, (rule.rule_id, hits[:], terms[:])))
+        ids = self._ids
+        for index in ordered:
+            single = singles[index]
+            if single is not None:  # the common case: one term, one spelling
+                hits, terms = parts[single]
+                matches.append(_new_tuple(RuleMatch, (ids[index], hits[:], terms[:])))
             else:
-                matches.append(self._report(rule, scan))
+                matches.append(self._report(self._rules[index], scan))
         return matches
 
-    def _term_hits(self, terms: list[_TermPart], scan: _Scan) -> None:
+    def _term_hits(self, terms: Iterable[_TermPart], scan: _Scan) -> None:
         """Put the hits of *terms*, each a term of one spelling, into ``scan.parts``.
 
         The hot path of reporting, batched: per field, one pass over the automaton's
@@ -254,10 +269,11 @@ class RuleSet:
         by end, so by start), and one offset-map pass gives all their spans; at most
         MAX_HITS per term, title first.
         """
-        if not terms:
-            return
         # rules sharing a term share its part: each part once, or its hits come twice
-        built: dict[_TermPart, list[TermHit]] = {term: [] for term in terms}
+        built: dict[_TermPart, list[TermHit]] = {term: [] for term in terms
+                                                 if term not in scan.parts}
+        if not built:
+            return
         terms = list(built)
         edges, edged = self._edges, self._edged_indexes
         for name in _FIELDS:
@@ -273,8 +289,9 @@ class RuleSet:
             slices: list[tuple[int, int]] = []
             owners: list[int] = []
             taken: dict[int, int] = dict.fromkeys(wanted, 0)
-            for index, a, b in scan.raw[name]:
-                if index in wanted and taken[index] < MAX_HITS:
+            raw = scan.raw[name]
+            for index, a, b in compress(raw, map(wanted.__contains__, map(_pattern_of, raw))):
+                if taken[index] < MAX_HITS:
                     if index in edged and not _stands_alone(text, gaps, a, b, edges[index]):
                         continue
                     taken[index] += 1
@@ -377,11 +394,13 @@ class RuleSet:
             matches = raw.get(name, ())
             indexes = set(map(_pattern_of, matches))
             if indexes and not edged_indexes.isdisjoint(indexes):
-                # a key with a Latin edge counts only where it stands as a word
+                # a key with a Latin edge counts only where it stands as a word; the
+                # matches of such keys picked in C (compress), checked one by one
                 norm = norms[name]
                 text, gaps = norm.key, norm.gaps
                 unbounded = indexes & edged_indexes
-                for index, a, b in matches:
+                for index, a, b in compress(matches, map(unbounded.__contains__,
+                                                         map(_pattern_of, matches))):
                     if index in unbounded and _stands_alone(text, gaps, a, b, edges[index]):
                         unbounded.discard(index)
                 indexes -= unbounded
@@ -453,7 +472,7 @@ class RuleSet:
         if cached is not None:
             return cached
         if isinstance(part, _TermPart) and len(part.keys) == 1:
-            self._term_hits([part], scan)
+            self._term_hits((part,), scan)
             return scan.parts[part]
         if isinstance(part, _NearPart):
             found = self._near_hits(part, scan)
