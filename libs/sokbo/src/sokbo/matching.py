@@ -15,10 +15,11 @@ Aho–Corasick: https://doi.org/10.1145/360825.360855 ; the automaton is ahocora
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from itertools import chain, compress
+from itertools import compress
 from operator import itemgetter
 from typing import Literal, NamedTuple
 
@@ -38,6 +39,8 @@ MAX_HITS = 100
 
 _FIELDS = ("title", "text")
 _NONE: list = []  # an absent key's occurrences; never mutated
+_LEFT, _RIGHT = 1, 2  # RuleSet._edges: a pattern's first / last character is Latin
+_NO_RULE, _SHARED = -1, -2  # RuleSet._rule_of: no rule, several rules
 _pattern_of = itemgetter(0)  # of an automaton match (pattern index, start, end)
 #: ``tuple.__new__(cls, fields)``: a named tuple (TermHit, RuleMatch) without the frame of
 #: its generated __new__, on the hot path of reporting
@@ -120,8 +123,7 @@ class _Scan:
 
     norms: dict[str, Normalized]
     patterns: list[str]  # the automaton's keys, by pattern index
-    edges: list[tuple[bool, bool]]  # per pattern: whether its first / last char is Latin
-    edged: frozenset[int]  # patterns with a Latin first or last character
+    edges: bytes  # per pattern: _LEFT | _RIGHT where its first / last char is Latin
     raw: dict[str, list[tuple[int, int, int]]]  # per field: (pattern, a, b) as found
     present: dict[str, set[int]] = field(default_factory=dict)  # per field: patterns kept
     found: set[int] = field(default_factory=set)  # patterns present in any field
@@ -140,10 +142,10 @@ class _Scan:
         by_key = self.located.get(name)
         if by_key is None:
             by_key = self.located[name] = {}
-            norm, patterns, edges, edged = self.norms[name], self.patterns, self.edges, self.edged
+            norm, patterns, edges = self.norms[name], self.patterns, self.edges
             text, gaps = norm.key, norm.gaps
             for index, a, b in self.raw[name]:
-                if index in edged and not _stands_alone(text, gaps, a, b, edges[index]):
+                if edges[index] and not _stands_alone(text, gaps, a, b, edges[index]):
                     continue  # a Latin edge inside a longer Latin word
                 same = by_key.get(index)
                 if same is None:
@@ -193,8 +195,9 @@ class RuleSet:
         # the automaton's patterns, each key once; everything per article goes by index
         self._patterns = sorted({k for spellings in self._keys.values() for k in spellings})
         self._index_of = {key: index for index, key in enumerate(self._patterns)}
-        self._edges = [(is_latin_alnum(k[0]), is_latin_alnum(k[-1])) for k in self._patterns]
-        self._edged_indexes = frozenset(i for i, edges in enumerate(self._edges) if any(edges))
+        # flat flags, not a set of ints: looked up for every match, they stay in cache
+        self._edges = bytes(_LEFT * is_latin_alnum(k[0]) | _RIGHT * is_latin_alnum(k[-1])
+                            for k in self._patterns)
         self._terms = {term: _TermPart(term, spellings, self._index_of)
                        for term, spellings in self._keys.items()}
         self._nears: dict[Near, _NearPart] = {}
@@ -219,10 +222,15 @@ class RuleSet:
         self._tests = [rule.test for rule in self._rules]
         self._singles = [rule.single for rule in self._rules]
         # per pattern: the rules that hold whenever it is present (no test), the others
-        self._holding_by_index = [tuple(i for i in rules if self._tests[i] is None)
-                                  for rules in rules_by_index]
-        self._tested_by_index = [tuple(i for i in rules if self._tests[i] is not None)
-                                 for rules in rules_by_index]
+        # per pattern, the rule looked at when it is present: most patterns serve one
+        # rule, kept in a flat array (no int objects to chase per article); _NO_RULE or
+        # _SHARED (then the rules are in _rules_of); per rule, whether it needs no test
+        self._rule_of = array("l", (rules[0] if len(rules) == 1 else
+                                    _SHARED if rules else _NO_RULE for rules in rules_by_index))
+        self._rules_of = {index: tuple(rules) for index, rules in enumerate(rules_by_index)
+                          if len(rules) > 1}
+        self._shared = frozenset(self._rules_of)
+        self._holds = bytes(test is None for test in self._tests)
         self._automaton = (AhoCorasick(self._patterns, matchkind=MatchKind.Standard)
                            if self._patterns else None)
 
@@ -240,12 +248,16 @@ class RuleSet:
         norms = {"title": normalize(title), "text": normalize(text)}
         scan = self._find(norms)
         found = scan.found
-        # rules that hold whenever looked at (one term over both fields) need no test
-        matched = set(chain.from_iterable(map(self._holding_by_index.__getitem__, found)))
-        tests = self._tests
-        matched.update([index for index in set(chain.from_iterable(
-            map(self._tested_by_index.__getitem__, found))) if tests[index](scan)])
-        ordered = sorted(matched)
+        looked = set(map(self._rule_of.__getitem__, found))
+        if _SHARED in looked:
+            rules_of = self._rules_of
+            for index in found.intersection(self._shared):
+                looked.update(rules_of[index])
+            looked.discard(_SHARED)
+        looked.discard(_NO_RULE)
+        # a rule that is one term over both fields holds whenever it is looked at
+        holds, tests = self._holds, self._tests
+        ordered = sorted([index for index in looked if holds[index] or tests[index](scan)])
         singles, parts = self._singles, scan.parts
         wanted = {singles[index] for index in ordered}
         wanted.discard(None)
@@ -275,7 +287,7 @@ class RuleSet:
         if not built:
             return
         terms = list(built)
-        edges, edged = self._edges, self._edged_indexes
+        edges = self._edges
         for name in _FIELDS:
             here = scan.present[name]
             wanted: dict[int, list[_TermPart]] = {}
@@ -292,7 +304,7 @@ class RuleSet:
             raw = scan.raw[name]
             for index, a, b in compress(raw, map(wanted.__contains__, map(_pattern_of, raw))):
                 if taken[index] < MAX_HITS:
-                    if index in edged and not _stands_alone(text, gaps, a, b, edges[index]):
+                    if edges[index] and not _stands_alone(text, gaps, a, b, edges[index]):
                         continue
                     taken[index] += 1
                     slices.append((a, b))
@@ -388,17 +400,17 @@ class RuleSet:
         if self._automaton is not None:
             find = self._automaton.find_matches_as_indexes
             raw = {name: find(norms[name].key, overlapping=True) for name in _FIELDS}
-        edged_indexes, edges = self._edged_indexes, self._edges
-        scan = _Scan(norms, patterns, edges, edged_indexes, raw)
+        edges = self._edges
+        scan = _Scan(norms, patterns, edges, raw)
         for name in _FIELDS:
             matches = raw.get(name, ())
             indexes = set(map(_pattern_of, matches))
-            if indexes and not edged_indexes.isdisjoint(indexes):
+            unbounded = set(compress(indexes, map(edges.__getitem__, indexes)))
+            if unbounded:
                 # a key with a Latin edge counts only where it stands as a word; the
                 # matches of such keys picked in C (compress), checked one by one
                 norm = norms[name]
                 text, gaps = norm.key, norm.gaps
-                unbounded = indexes & edged_indexes
                 for index, a, b in compress(matches, map(unbounded.__contains__,
                                                          map(_pattern_of, matches))):
                     if index in unbounded and _stands_alone(text, gaps, a, b, edges[index]):
@@ -492,14 +504,13 @@ class RuleSet:
         return cached
 
 
-def _stands_alone(key: str, gaps: frozenset[int], a: int, b: int,
-                  edges: tuple[bool, bool]) -> bool:
-    """Tell whether ``key[a:b]``'s Latin edges (*edges*: first, last) are word boundaries.
+def _stands_alone(key: str, gaps: frozenset[int], a: int, b: int, edges: int) -> bool:
+    """Tell whether ``key[a:b]``'s Latin edges (*edges*: _LEFT, _RIGHT) are word boundaries.
 
     A Latin letter or digit at an edge must not touch another one in the text's key,
     unless whitespace or a connector was dropped between them (``gaps``).
     """
-    left, right = edges
+    left, right = edges & _LEFT, edges & _RIGHT
     if left and a and a not in gaps and is_latin_alnum(key[a - 1]):
         return False
     return not (right and b < len(key) and b not in gaps and is_latin_alnum(key[b]))
