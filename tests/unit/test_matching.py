@@ -376,6 +376,20 @@ def test_a_text_repeating_terms_gives_bounded_hits() -> None:
     assert matches[1].hits[0].start == 0  # the first ones in the document
 
 
+def test_a_repeated_term_does_not_crowd_out_another_terms_hits() -> None:
+    from sokbo.matching import MAX_HITS
+
+    text = "오픈AI " * (3 * MAX_HITS) + "소버린AI는 " + "오픈AI " * 5 + "소버린AI"
+    matches = RuleSet([("open", "오픈AI"), ("sovereign", "소버린AI")]).evaluate(
+        "소버린AI 특집", text)
+    by_rule = {m.rule_id: m.hits for m in matches}
+    assert [(h.start, h.end) for h in by_rule["open"]] == [
+        (i * 5, i * 5 + 4) for i in range(MAX_HITS)]  # the first MAX_HITS, in order
+    sovereign = by_rule["sovereign"]
+    assert [h.field for h in sovereign] == ["title", "text", "text"]
+    assert all(text[h.start:h.end] == "소버린AI" for h in sovereign[1:])
+
+
 def test_rules_sharing_a_key_in_different_scopes_each_get_their_own_hits() -> None:
     from sokbo.matching import RuleSet
 

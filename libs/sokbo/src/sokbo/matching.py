@@ -19,7 +19,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from itertools import compress
+from itertools import compress, filterfalse
 from operator import itemgetter
 from typing import Literal, NamedTuple
 
@@ -42,6 +42,7 @@ _NONE: list = []  # an absent key's occurrences; never mutated
 _LEFT, _RIGHT = 1, 2  # RuleSet._edges: a pattern's first / last character is Latin
 _NO_RULE, _SHARED = -1, -2  # RuleSet._rule_of: no rule, several rules
 _pattern_of = itemgetter(0)  # of an automaton match (pattern index, start, end)
+_slice_of = itemgetter(1, 2)  # of an automaton match: its [a, b) in the field's key
 #: ``tuple.__new__(cls, fields)``: a named tuple (TermHit, RuleMatch) without the frame of
 #: its generated __new__, on the hot path of reporting
 _new_tuple = tuple.__new__
@@ -123,8 +124,9 @@ class _Scan:
 
     norms: dict[str, Normalized]
     patterns: list[str]  # the automaton's keys, by pattern index
-    edges: bytes  # per pattern: _LEFT | _RIGHT where its first / last char is Latin
-    raw: dict[str, list[tuple[int, int, int]]]  # per field: (pattern, a, b) as found
+    #: per field: (pattern, a, b) as the automaton found them, less the occurrences of
+    #: keys with a Latin edge inside a longer Latin word
+    matches: dict[str, list[tuple[int, int, int]]]
     present: dict[str, set[int]] = field(default_factory=dict)  # per field: patterns kept
     found: set[int] = field(default_factory=set)  # patterns present in any field
     located: dict[str, dict[int, list[_Occurrence]]] = field(default_factory=dict)
@@ -136,17 +138,14 @@ class _Scan:
         """Return the occurrences of key *pattern* (its index) in field *name* whose Latin
         edges are word boundaries, in document order (overlapping ones included).
 
-        The automaton's matches of a field are grouped by key on first use: an article
-        that no rule needs positions for never pays for it.
+        The matches of a field are grouped by key on first use: an article that no rule
+        needs positions for never pays for it.
         """
         by_key = self.located.get(name)
         if by_key is None:
             by_key = self.located[name] = {}
-            norm, patterns, edges = self.norms[name], self.patterns, self.edges
-            text, gaps = norm.key, norm.gaps
-            for index, a, b in self.raw[name]:
-                if edges[index] and not _stands_alone(text, gaps, a, b, edges[index]):
-                    continue  # a Latin edge inside a longer Latin word
+            patterns = self.patterns
+            for index, a, b in self.matches[name]:
                 same = by_key.get(index)
                 if same is None:
                     by_key[index] = [(name, a, b, patterns[index])]
@@ -276,10 +275,10 @@ class RuleSet:
     def _term_hits(self, terms: Iterable[_TermPart], scan: _Scan) -> None:
         """Put the hits of *terms*, each a term of one spelling, into ``scan.parts``.
 
-        The hot path of reporting, batched: per field, one pass over the automaton's
-        matches picks those of the wanted keys (in document order: a key's matches come
-        by end, so by start), and one offset-map pass gives all their spans; at most
-        MAX_HITS per term, title first.
+        The hot path of reporting, batched: per field, one pass (in C) over the matches
+        picks those of the wanted keys (in document order: a key's matches come by end,
+        so by start), and one offset-map pass gives all their spans; at most MAX_HITS
+        per term, title first.
         """
         # rules sharing a term share its part: each part once, or its hits come twice
         built: dict[_TermPart, list[TermHit]] = {term: [] for term in terms
@@ -287,7 +286,6 @@ class RuleSet:
         if not built:
             return
         terms = list(built)
-        edges = self._edges
         for name in _FIELDS:
             here = scan.present[name]
             wanted: dict[int, list[_TermPart]] = {}
@@ -296,20 +294,13 @@ class RuleSet:
                     wanted.setdefault(term.indexes[0], []).append(term)
             if not wanted:
                 continue
-            norm = scan.norms[name]
-            text, gaps = norm.key, norm.gaps
-            slices: list[tuple[int, int]] = []
-            owners: list[int] = []
-            taken: dict[int, int] = dict.fromkeys(wanted, 0)
-            raw = scan.raw[name]
-            for index, a, b in compress(raw, map(wanted.__contains__, map(_pattern_of, raw))):
-                if taken[index] < MAX_HITS:
-                    if edges[index] and not _stands_alone(text, gaps, a, b, edges[index]):
-                        continue
-                    taken[index] += 1
-                    slices.append((a, b))
-                    owners.append(index)
-            for index, (start, end) in zip(owners, norm.spans(slices), strict=True):
+            matches = scan.matches[name]
+            picked = list(compress(matches, map(wanted.__contains__,
+                                                map(_pattern_of, matches))))
+            if len(picked) > MAX_HITS:  # a key repeated: at most MAX_HITS each
+                picked = _first_of_each(picked, MAX_HITS)
+            spans = scan.norms[name].spans(map(_slice_of, picked))
+            for (index, _, _), (start, end) in zip(picked, spans, strict=True):
                 for term in wanted[index]:
                     hits = built[term]
                     if len(hits) < MAX_HITS:
@@ -395,27 +386,27 @@ class RuleSet:
         Overlapping matches are all reported (every key found wherever it starts).  A
         key with a Latin edge is kept only where an occurrence has word boundaries.
         """
-        patterns = self._patterns
-        raw: dict[str, list[tuple[int, int, int]]] = {}
+        found: dict[str, list[tuple[int, int, int]]] = {name: [] for name in _FIELDS}
         if self._automaton is not None:
             find = self._automaton.find_matches_as_indexes
-            raw = {name: find(norms[name].key, overlapping=True) for name in _FIELDS}
+            found = {name: find(norms[name].key, overlapping=True) for name in _FIELDS}
         edges = self._edges
-        scan = _Scan(norms, patterns, edges, raw)
+        scan = _Scan(norms, self._patterns, found)
         for name in _FIELDS:
-            matches = raw.get(name, ())
+            matches = found[name]
             indexes = set(map(_pattern_of, matches))
-            unbounded = set(compress(indexes, map(edges.__getitem__, indexes)))
-            if unbounded:
-                # a key with a Latin edge counts only where it stands as a word; the
+            if any(map(edges.__getitem__, indexes)):
+                # a key with a Latin edge counts only where it stands as a word: the
                 # matches of such keys picked in C (compress), checked one by one
                 norm = norms[name]
                 text, gaps = norm.key, norm.gaps
-                for index, a, b in compress(matches, map(unbounded.__contains__,
-                                                         map(_pattern_of, matches))):
-                    if index in unbounded and _stands_alone(text, gaps, a, b, edges[index]):
-                        unbounded.discard(index)
-                indexes -= unbounded
+                inside = {match for match in compress(matches, map(edges.__getitem__,
+                                                                   map(_pattern_of, matches)))
+                          if not _stands_alone(text, gaps, match[1], match[2],
+                                               edges[match[0]])}
+                if inside:
+                    matches = found[name] = list(filterfalse(inside.__contains__, matches))
+                    indexes = set(map(_pattern_of, matches))
             scan.present[name] = indexes
             scan.found |= indexes
         return scan
@@ -514,6 +505,19 @@ def _stands_alone(key: str, gaps: frozenset[int], a: int, b: int, edges: int) ->
     if left and a and a not in gaps and is_latin_alnum(key[a - 1]):
         return False
     return not (right and b < len(key) and b not in gaps and is_latin_alnum(key[b]))
+
+
+def _first_of_each(matches: list[tuple[int, int, int]], limit: int
+                   ) -> list[tuple[int, int, int]]:
+    """Return *matches* with at most *limit* per pattern (the first ones), in order."""
+    taken: dict[int, int] = {}
+    kept = []
+    for match in matches:
+        count = taken.get(match[0], 0)
+        if count < limit:
+            taken[match[0]] = count + 1
+            kept.append(match)
+    return kept
 
 
 def _occurrence_order(occurrence: _Occurrence) -> tuple[bool, int, int]:
