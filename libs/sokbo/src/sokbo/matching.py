@@ -82,13 +82,14 @@ class _TermPart:
     Identity-hashed (a C-level hash) so that per-article caches keyed by it are cheap.
     """
 
-    __slots__ = ("fields", "indexes", "keys", "own", "spellings", "text")
+    __slots__ = ("fields", "first", "indexes", "keys", "own", "spellings", "text")
 
     def __init__(self, term: Term, spellings: dict[str, str], index_of: dict[str, int]) -> None:
         self.text = term.text
         self.spellings = spellings  # key → spelling (the term's own first)
         self.keys = tuple(spellings)
         self.indexes = tuple(index_of[key] for key in self.keys)  # the keys' pattern indexes
+        self.first = self.indexes[0]
         self.own = key_of(term.text)
         self.fields = _FIELDS if term.field is None else (term.field,)
 
@@ -285,13 +286,13 @@ class RuleSet:
                                                  if term not in scan.parts}
         if not built:
             return
-        terms = list(built)
         for name in _FIELDS:
             here = scan.present[name]
-            wanted: dict[int, list[_TermPart]] = {}
-            for term in terms:
-                if term.indexes[0] in here and name in term.fields:
-                    wanted.setdefault(term.indexes[0], []).append(term)
+            # per wanted key: the hit lists to fill and the term text each reports
+            wanted: dict[int, list[tuple[list[TermHit], str]]] = {}
+            for term, hits in built.items():
+                if term.first in here and name in term.fields:
+                    wanted.setdefault(term.first, []).append((hits, term.text))
             if not wanted:
                 continue
             matches = scan.matches[name]
@@ -301,12 +302,13 @@ class RuleSet:
                 picked = _first_of_each(picked, MAX_HITS)
             spans = scan.norms[name].spans(map(_slice_of, picked))
             for (index, _, _), (start, end) in zip(picked, spans, strict=True):
-                for term in wanted[index]:
-                    hits = built[term]
-                    if len(hits) < MAX_HITS:
-                        hits.append(_new_tuple(TermHit, (name, term.text, start, end, None)))
+                for hits, text in wanted[index]:
+                    hits.append(_new_tuple(TermHit, (name, text, start, end, None)))
+        parts = scan.parts
         for term, hits in built.items():
-            scan.parts[term] = (hits, [term.text] if hits else [])
+            if len(hits) > MAX_HITS:  # title and text together: the title's first
+                del hits[MAX_HITS:]
+            parts[term] = (hits, [term.text] if hits else [])
 
     def _required(self, node: Node) -> frozenset[str] | None:
         """Return keys of which one must be present for *node* to hold (None: unknown).
