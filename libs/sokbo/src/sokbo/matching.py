@@ -9,6 +9,11 @@ rules with at least one positive term present are then evaluated, on the set of
 terms found (and their word positions, for ``NEAR``).  Hits carry ``[start, end)``
 code-point offsets into the original, unnormalised title or text.
 
+With thousands of rules, most of the per-article cost is reaching rule data that is
+not in the CPU cache; the per-article path therefore goes by integer index through
+flat tables (``array``, ``bytes``), and the common rule shapes (one term, an OR of
+terms, an AND of those and their negations) are decided by one flat test or none.
+
 Aho–Corasick: https://doi.org/10.1145/360825.360855 ; the automaton is ahocorasick-rs
 (https://github.com/G-Research/ahocorasick_rs), Rust's aho-corasick crate.
 """
@@ -221,7 +226,6 @@ class RuleSet:
         self._ids = [rule.rule_id for rule in self._rules]
         self._tests = [rule.test for rule in self._rules]
         self._singles = [rule.single for rule in self._rules]
-        # per pattern: the rules that hold whenever it is present (no test), the others
         # per pattern, the rule looked at when it is present: most patterns serve one
         # rule, kept in a flat array (no int objects to chase per article); _NO_RULE or
         # _SHARED (then the rules are in _rules_of); per rule, whether it needs no test
