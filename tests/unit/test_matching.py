@@ -390,6 +390,14 @@ def test_a_repeated_term_does_not_crowd_out_another_terms_hits() -> None:
     assert all(text[h.start:h.end] == "소버린AI" for h in sovereign[1:])
 
 
+def test_rules_sharing_a_term_get_lists_of_their_own() -> None:
+    first, second = RuleSet([("a", "소버린AI"), ("b", "소버린AI")]).evaluate("", "소버린AI 정책")
+    assert first.hits == second.hits and first.matched_terms == second.matched_terms
+    first.hits.clear()
+    first.matched_terms.clear()
+    assert len(second.hits) == 1 and second.matched_terms == ["소버린AI"]
+
+
 def test_rules_sharing_a_key_in_different_scopes_each_get_their_own_hits() -> None:
     from sokbo.matching import RuleSet
 

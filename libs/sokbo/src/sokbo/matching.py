@@ -268,11 +268,16 @@ class RuleSet:
         self._term_hits(wanted, scan)  # type: ignore[arg-type]
         matches = []
         ids = self._ids
+        handed: set[_TermPart] = set()  # terms whose lists a match already holds
         for index in ordered:
             single = singles[index]
             if single is not None:  # the common case: one term, one spelling
                 hits, terms = parts[single]
-                matches.append(_new_tuple(RuleMatch, (ids[index], hits[:], terms[:])))
+                if single in handed:  # a term of several matching rules: lists of their own
+                    hits, terms = hits[:], terms[:]
+                else:
+                    handed.add(single)
+                matches.append(_new_tuple(RuleMatch, (ids[index], hits, terms)))
             else:
                 matches.append(self._report(self._rules[index], scan))
         return matches
@@ -290,13 +295,15 @@ class RuleSet:
                                                  if term not in scan.parts}
         if not built:
             return
-        for name in _FIELDS:
-            here = scan.present[name]
-            # per wanted key: the hit lists to fill and the term text each reports
-            wanted: dict[int, list[tuple[list[TermHit], str]]] = {}
-            for term, hits in built.items():
-                if term.first in here and name in term.fields:
-                    wanted.setdefault(term.first, []).append((hits, term.text))
+        # per field, per wanted key: the hit lists to fill and the term text each reports
+        wanted_in: dict[str, dict[int, list[tuple[list[TermHit], str]]]] = {
+            name: {} for name in _FIELDS}
+        present = scan.present
+        for term, hits in built.items():
+            for name in term.fields:
+                if term.first in present[name]:
+                    wanted_in[name].setdefault(term.first, []).append((hits, term.text))
+        for name, wanted in wanted_in.items():
             if not wanted:
                 continue
             matches = scan.matches[name]
