@@ -190,7 +190,10 @@ def peak_rss_mb() -> float:
 
 
 def measure(rounds: int = 30, baseline_rounds: int = 3) -> list[dict]:
-    """Time every size, interleaved round by round so machine drift hits all alike."""
+    """Time every size, interleaved round by round so machine drift hits all alike.
+
+    The baseline runs first, in rounds of its own (interleaved across sizes too).
+    """
     from sokbo.matching import RuleSet
 
     texts = articles()

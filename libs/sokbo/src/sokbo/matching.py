@@ -114,7 +114,6 @@ _Part = _TermPart | _NearPart
 @dataclass(frozen=True, slots=True)
 class _Rule:
     rule_id: str
-    node: Node
     test: Callable[[_Scan], bool] | None  # the boolean tree as closures; None: always
     parts: tuple[_Part, ...]  # the positive terms and NEAR pairs, for reporting
     single: _TermPart | None  # the one positive part, when it is a term of one spelling
@@ -126,7 +125,8 @@ _Occurrence = tuple[str, int, int, str]
 
 @dataclass
 class _Scan:
-    """What one evaluation found: the keys present per field, occurrences on demand."""
+    """What one evaluation found: the keys (pattern indexes) present per field, their
+    occurrences on demand."""
 
     norms: dict[str, Normalized]
     patterns: list[str]  # the automaton's keys, by pattern index
@@ -206,8 +206,8 @@ class RuleSet:
         self._terms = {term: _TermPart(term, spellings, self._index_of)
                        for term, spellings in self._keys.items()}
         self._nears: dict[Near, _NearPart] = {}
-        # per pattern: the rules looked at when it is present (every pattern has an entry,
-        # empty for keys of negated terms only)
+        # per pattern: the rules looked at when it is present (every pattern has an entry;
+        # empty for keys of negated terms, and for the side of an AND not indexed)
         rules_by_index: list[list[int]] = [[] for _ in self._patterns]
         for index, (_, node) in enumerate(parsed):
             required = self._required(node)  # a rule is looked at only if one is present
@@ -220,7 +220,7 @@ class RuleSet:
             parts = tuple(self._part(part) for part in _positive_parts(node))
             single = parts[0] if len(parts) == 1 and isinstance(parts[0], _TermPart) and len(
                 parts[0].keys) == 1 else None
-            self._rules.append(_Rule(rule_id, node, self._compile(node, top=True), parts,
+            self._rules.append(_Rule(rule_id, self._compile(node, top=True), parts,
                                      single))  # type: ignore[arg-type]
         # per rule, for the per-article loop: id, test, the one term (plain lists, by index)
         self._ids = [rule.rule_id for rule in self._rules]
@@ -228,12 +228,13 @@ class RuleSet:
         self._singles = [rule.single for rule in self._rules]
         # per pattern, the rule looked at when it is present: most patterns serve one
         # rule, kept in a flat array (no int objects to chase per article); _NO_RULE or
-        # _SHARED (then the rules are in _rules_of); per rule, whether it needs no test
+        # _SHARED (then the rules are in _rules_of)
         self._rule_of = array("l", (rules[0] if len(rules) == 1 else
                                     _SHARED if rules else _NO_RULE for rules in rules_by_index))
         self._rules_of = {index: tuple(rules) for index, rules in enumerate(rules_by_index)
                           if len(rules) > 1}
         self._shared = frozenset(self._rules_of)
+        # per rule: whether it holds whenever it is looked at (no test)
         self._holds = bytes(test is None for test in self._tests)
         self._automaton = (AhoCorasick(self._patterns, matchkind=MatchKind.Standard)
                            if self._patterns else None)
@@ -259,13 +260,13 @@ class RuleSet:
                 looked.update(rules_of[index])
             looked.discard(_SHARED)
         looked.discard(_NO_RULE)
-        # a rule that is one term over both fields holds whenever it is looked at
+        # a rule that is a term, or an OR of terms, over both fields holds whenever it is
+        # looked at; the others are tested
         holds, tests = self._holds, self._tests
         ordered = sorted([index for index in looked if holds[index] or tests[index](scan)])
         singles, parts = self._singles, scan.parts
-        wanted = {singles[index] for index in ordered}
-        wanted.discard(None)
-        self._term_hits(wanted, scan)  # type: ignore[arg-type]
+        self._term_hits({single for single in map(singles.__getitem__, ordered)
+                         if single is not None}, scan)
         matches = []
         ids = self._ids
         handed: set[_TermPart] = set()  # terms whose lists a match already holds
@@ -370,9 +371,7 @@ class RuleSet:
                 return flat
         if isinstance(node, Term):
             keys, only = frozenset(self._terms[node].indexes), node.field
-            if only is None:
-                if top:
-                    return None
+            if only is None:  # (at the top, _keys_anywhere has made it None)
                 return lambda scan: not scan.found.isdisjoint(keys)
             return lambda scan: not scan.present[only].isdisjoint(keys)
         if isinstance(node, Near):  # one pair within reach is enough to hold
@@ -425,7 +424,7 @@ class RuleSet:
         avoid: set[int] = set()
         for child in node.children:
             negated = isinstance(child, Not)
-            keys = self._keys_anywhere(child.child if isinstance(child, Not) else child)
+            keys = self._keys_anywhere(child.child if negated else child)  # type: ignore[union-attr]
             if keys is None:
                 return None
             if negated:
@@ -453,14 +452,14 @@ class RuleSet:
         Overlapping matches are all reported (every key found wherever it starts).  A
         key with a Latin edge is kept only where an occurrence has word boundaries.
         """
-        found: dict[str, list[tuple[int, int, int]]] = {name: [] for name in _FIELDS}
+        matches_of: dict[str, list[tuple[int, int, int]]] = {name: [] for name in _FIELDS}
         if self._automaton is not None:
             find = self._automaton.find_matches_as_indexes
-            found = {name: find(norms[name].key, overlapping=True) for name in _FIELDS}
+            matches_of = {name: find(norms[name].key, overlapping=True) for name in _FIELDS}
         edges = self._edges
-        scan = _Scan(norms, self._patterns, found)
+        scan = _Scan(norms, self._patterns, matches_of)
         for name in _FIELDS:
-            matches = found[name]
+            matches = matches_of[name]
             indexes = set(map(_pattern_of, matches))
             if any(map(edges.__getitem__, indexes)):
                 # a key with a Latin edge counts only where it stands as a word: the
@@ -472,7 +471,8 @@ class RuleSet:
                           if not _stands_alone(text, gaps, match[1], match[2],
                                                edges[match[0]])}
                 if inside:
-                    matches = found[name] = list(filterfalse(inside.__contains__, matches))
+                    matches = matches_of[name] = list(filterfalse(inside.__contains__,
+                                                                  matches))
                     indexes = set(map(_pattern_of, matches))
             scan.present[name] = indexes
             scan.found |= indexes
