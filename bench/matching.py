@@ -204,23 +204,11 @@ def measure(rounds: int = 30, baseline_rounds: int = 3) -> list[dict]:
     for n in SIZES:  # the engine finds nothing the plain evaluation does not
         assert all({m.rule_id for m in engines[n].evaluate(t, x)} <= set(
             baselines[n].evaluate(t, x)) for t, x in texts)
-    times: dict[int, list[float]] = {n: [] for n in engines}
-    base: dict[int, list[float]] = {n: [] for n in SIZES}
     # the baseline in rounds of its own, first: between two engine calls, a 10,000-rule
     # baseline call (~50 ms over thousands of regexes) would flush the CPU caches right
     # before the next 10,000-rule engine call, and a 100-rule one would hardly touch them
-    for _ in range(baseline_rounds):
-        for n in SIZES:
-            for title, text in texts:
-                started = time.perf_counter()
-                baselines[n].evaluate(title, text)
-                base[n].append(time.perf_counter() - started)
-    for _ in range(rounds):
-        for n in engines:
-            for title, text in texts:
-                started = time.perf_counter()
-                engines[n].evaluate(title, text)
-                times[n].append(time.perf_counter() - started)
+    base = timed_rounds(baselines, texts, baseline_rounds)
+    times = timed_rounds(engines, texts, rounds)
     results = []
     for n in SIZES:
         per_3kb = [t / (k / 3) for t, k in zip(times[n], kb * rounds, strict=True)]
@@ -233,6 +221,22 @@ def measure(rounds: int = 30, baseline_rounds: int = 3) -> list[dict]:
             "articles": len(texts), "median_kb": statistics.median(kb),
             "silent_median_us": statistics.median(times[0]) * 1e6})
     return results
+
+
+def timed_rounds(evaluators: dict, texts: list[tuple[str, str]], rounds: int
+                 ) -> dict[int, list[float]]:
+    """Return, per size, the seconds of each ``evaluate`` call over *texts*.
+
+    The sizes are interleaved round by round, so machine drift hits all alike.
+    """
+    times: dict[int, list[float]] = {n: [] for n in evaluators}
+    for _ in range(rounds):
+        for n, evaluator in evaluators.items():
+            for title, text in texts:
+                started = time.perf_counter()
+                evaluator.evaluate(title, text)
+                times[n].append(time.perf_counter() - started)
+    return times
 
 
 def render(results: list[dict]) -> str:
